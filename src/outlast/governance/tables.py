@@ -1,0 +1,56 @@
+"""The governance tables (created by the store's Alembic chain, ``0004_governance``), described
+beside the only code that queries them, and a write transaction that queues on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+keys = sa.Table(
+    "gov_keys", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("team", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("routes", sa.Text, nullable=False),
+    sa.Column("max_class", sa.String(64)),
+    sa.Column("rpm", sa.Integer),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("revoked", sa.Float),
+)
+meta = sa.Table(
+    "gov_meta", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+audit = sa.Table(
+    "gov_audit", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("prev", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+audit_head = sa.Table(
+    "gov_audit_head", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+
+@contextmanager
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction: ``BEGIN IMMEDIATE`` on SQLite (the store's engine hook reads
+    ``info["write"]``), so writers from several processes queue instead of failing."""
+    with engine.connect() as conn:
+        conn.info["write"] = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info["write"] = False

@@ -1,0 +1,133 @@
+"""The vendor scorecard and the post-incident report, from what the store kept: incidents and
+uptime (health tables) and exchanges with their attempts (the recorder's tables).
+
+``scorecard(engine, since)`` is one row per provider; ``render_*`` turn rows into the terminal,
+Markdown or HTML. ``incident_report(incident)`` is the post-incident report as Markdown.
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from typing import Any
+
+import sqlalchemy as sa
+
+from outlast.health.incidents import CAUSES, Incident, clock_text, duration_text
+from outlast.health.persist import HealthStore
+from outlast.health.uptime import PARTIAL_WEIGHT, day_of
+
+COLUMNS = ("provider", "uptime", "incidents", "mttr", "ack_lag", "p50", "p95", "requests", "error_mix", "saved")
+HEADINGS = ("Provider", "Uptime", "Incidents", "Mean time to recover", "Vendor ack lag", "p50 first token",
+            "p95 first token", "Requests", "Error mix", "Saved by failover")
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    index = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
+    return values[index]
+
+
+def scorecard(engine: sa.Engine, *, days: float = 30.0, now: float | None = None) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
+    since = now - days * 86400
+    store = HealthStore(engine)
+    incidents = [i for i in store.load_incidents(since=since, limit=100_000) if i.opened_at >= since]
+    first_day = day_of(since)
+    uptime_rows = store.load_uptime(first_day)
+    meta = sa.MetaData()
+    exchanges = sa.Table("exchanges", meta, autoload_with=engine)
+    attempts = sa.Table("attempts", meta, autoload_with=engine)
+    latencies: dict[str, list[float]] = {}
+    served: dict[str, int] = {}
+    mix: dict[str, dict[str, int]] = {}
+    saved: dict[str, int] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(sa.select(exchanges.c.served_provider, exchanges.c.first_token_ms)
+                                .where(exchanges.c.created >= since)):
+            if row.served_provider:
+                served[row.served_provider] = served.get(row.served_provider, 0) + 1
+                if row.first_token_ms is not None:
+                    latencies.setdefault(row.served_provider, []).append(row.first_token_ms)
+        joined = attempts.join(exchanges, attempts.c.exchange_id == exchanges.c.id)
+        for failed in conn.execute(sa.select(attempts.c.provider, attempts.c.outcome, sa.func.count())
+                                .select_from(joined).where(exchanges.c.created >= since)
+                                .where(attempts.c.outcome != "ok")
+                                .group_by(attempts.c.provider, attempts.c.outcome)):
+            mix.setdefault(failed[0], {})[failed[1]] = int(failed[2])
+        for first in conn.execute(sa.select(attempts.c.provider, sa.func.count()).select_from(joined)
+                                  .where(exchanges.c.created >= since, exchanges.c.fallback.is_(True),
+                                         attempts.c.seq == 0).group_by(attempts.c.provider)):
+            saved[first[0]] = int(first[1])
+    providers = sorted(set(served) | set(mix) | {i.provider for i in incidents}
+                       | {c for c, _, _ in uptime_rows if "/" not in c})
+    span_days = max(1, (day_of(now) - first_day).days + 1)
+    out = []
+    for provider in providers:
+        down = sum(m.get("major_outage", 0.0) + PARTIAL_WEIGHT * m.get("partial_outage", 0.0)
+                   for c, _, m in uptime_rows if c == provider)
+        mine = [i for i in incidents if i.provider == provider]
+        durations = [i.duration for i in mine if i.duration is not None]
+        lags = [i.ack_lag for i in mine if i.ack_lag is not None]
+        values = latencies.get(provider, [])
+        out.append({
+            "provider": provider, "uptime": 100.0 * (1 - down / (1440.0 * span_days)), "incidents": len(mine),
+            "mttr": sum(durations) / len(durations) if durations else None,
+            "ack_lag": sum(lags) / len(lags) if lags else None,
+            "p50": _percentile(values, 0.5), "p95": _percentile(values, 0.95), "requests": served.get(provider, 0),
+            "error_mix": dict(sorted(mix.get(provider, {}).items(), key=lambda kv: -kv[1])),
+            "saved": saved.get(provider, 0)})
+    return out
+
+
+def cells(row: dict[str, Any]) -> list[str]:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f} ms"
+
+    return [row["provider"], f"{row['uptime']:.3f}%", str(row["incidents"]), duration_text(row["mttr"]),
+            duration_text(row["ack_lag"]), ms(row["p50"]), ms(row["p95"]), str(row["requests"]),
+            ", ".join(f"{k} {v}" for k, v in row["error_mix"].items()) or "-", str(row["saved"])]
+
+
+def render_markdown(rows: list[dict[str, Any]], days: float) -> str:
+    lines = [f"# Vendor scorecard: the last {days:g} days", "", "| " + " | ".join(HEADINGS) + " |",
+             "|" + "---|" * len(HEADINGS)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(rows: list[dict[str, Any]], days: float) -> str:
+    head = "".join(f"<th scope=col>{escape(h)}</th>" for h in HEADINGS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells(r)) + "</tr>" for r in rows)
+    return (f'<!doctype html><html lang="en"><meta charset="utf-8"><title>Vendor scorecard</title>'
+            f"<style>body{{font-family:system-ui,sans-serif}}td,th{{padding:.3rem .6rem;border-bottom:1px solid #ccc;"
+            f"text-align:left}}</style><h1>Vendor scorecard: the last {days:g} days</h1>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></html>\n")
+
+
+def incident_report(incident: Incident) -> str:
+    """The post-incident report as Markdown: timeline, cause class, components, impact, evidence."""
+    vendor = incident.vendor_incident or {}
+    lines = [f"# {incident.title}", "",
+             f"- **Incident**: {incident.id} ({incident.status})",
+             f"- **Cause class**: {CAUSES.get(incident.cause, incident.cause)}",
+             f"- **Components affected**: {', '.join(incident.components)}",
+             f"- **Began**: {clock_text(incident.started_at)}",
+             f"- **Detected by outlast**: {clock_text(incident.opened_at)} "
+             f"({duration_text(incident.detection_lag)} after onset)",
+             "- **Vendor acknowledged**: "
+             + (f"{clock_text(incident.vendor_ack_at)} ({duration_text(incident.ack_lag)} after onset): "
+                f"{vendor.get('name', '')}" if incident.vendor_ack_at is not None else "not seen in its feed"),
+             f"- **Resolved**: {clock_text(incident.resolved_at)} (lasted {duration_text(incident.duration)})",
+             f"- **Impact**: {incident.requests_affected} failed attempts; {incident.failed_over} requests served by "
+             f"failover; {incident.failed} requests failed",
+             f"- **Peak error rate**: {incident.evidence.get('peak_error_rate', 0):.0%}",
+             "- **Failures by cause**: " + (", ".join(f"{CAUSES.get(k, k)}: {v}" for k, v in
+                                                      sorted(incident.evidence.get("causes", {}).items(),
+                                                             key=lambda kv: -kv[1])) or "-"),
+             "", "## Timeline", ""]
+    lines += [f"- {clock_text(u.at)} — **{u.status}** — {u.body}" for u in incident.updates]
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,81 @@
+"""Uptime per component per day, from the minutes it spent in each status.
+
+The detector adds every tick's interval to the component's status at that tick; a day's uptime
+is Statuspage's: a minute of major outage counts fully as downtime, a minute of partial outage
+as 30% of one (degraded performance does not count). 90 days are kept.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+COUNTED = ("degraded_performance", "partial_outage", "major_outage")
+PARTIAL_WEIGHT = 0.3
+DAY = 86400.0
+
+
+def day_of(at: float) -> date:
+    return datetime.fromtimestamp(at, UTC).date()
+
+
+class Uptime:
+    """``minutes[(component, day)] = {status: minutes}``; ``dirty`` is what the store has not seen."""
+
+    def __init__(self, days: int = 90) -> None:
+        self.days = days
+        self.minutes: dict[tuple[str, date], dict[str, float]] = {}
+        self.dirty: set[tuple[str, date]] = set()
+
+    def add(self, component: str, status: str, start: float, end: float) -> None:
+        if status not in COUNTED or end <= start:
+            return
+        while start < end:
+            day = day_of(start)
+            midnight = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() + DAY
+            stop = min(end, midnight)
+            key = (component, day)
+            entry = self.minutes.setdefault(key, {})
+            entry[status] = entry.get(status, 0.0) + (stop - start) / 60.0
+            self.dirty.add(key)
+            start = stop
+
+    def load(self, component: str, day: date, status: str, minutes: float) -> None:
+        self.minutes.setdefault((component, day), {})[status] = minutes
+
+    def take_dirty(self) -> list[tuple[str, date, dict[str, float]]]:
+        out = [(c, d, dict(self.minutes[(c, d)])) for c, d in self.dirty]
+        self.dirty.clear()
+        return out
+
+    def day(self, component: str, day: date) -> dict[str, float]:
+        return self.minutes.get((component, day), {})
+
+    def percent(self, component: str, day: date) -> float:
+        minutes = self.day(component, day)
+        down = minutes.get("major_outage", 0.0) + PARTIAL_WEIGHT * minutes.get("partial_outage", 0.0)
+        return max(0.0, 100.0 * (1 - down / 1440.0))
+
+    def history(self, component: str, today: date, days: int | None = None) -> list[dict[str, object]]:
+        """Oldest first, one entry per day: date, uptime percent, minutes by status, worst status."""
+        days = days or self.days
+        out = []
+        for back in range(days - 1, -1, -1):
+            day = today - timedelta(days=back)
+            minutes = self.day(component, day)
+            worst = "operational"
+            for status in COUNTED:
+                if minutes.get(status, 0.0) >= 1.0:
+                    worst = status
+            out.append({"date": day.isoformat(), "uptime": round(self.percent(component, day), 3),
+                        "minutes": {k: round(v, 1) for k, v in minutes.items()}, "worst": worst})
+        return out
+
+    def percent_over(self, component: str, today: date, days: int | None = None) -> float:
+        days = days or self.days
+        total = sum(self.percent(component, today - timedelta(days=b)) for b in range(days))
+        return total / days
+
+    def prune(self, today: date) -> None:
+        oldest = today - timedelta(days=self.days)
+        for key in [k for k in self.minutes if k[1] < oldest]:
+            del self.minutes[key]

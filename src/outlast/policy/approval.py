@@ -1,0 +1,123 @@
+"""Which providers a request may go to: its data class against each provider's ``approved_for``.
+
+:class:`Policy` is the router's allowed-target predicate (``policy(request, target) -> bool``),
+so the same rule holds for the first choice, retries, hedges, failover and continuations: the
+router only ever walks the candidates the predicate kept. When it keeps none, the router asks
+``policy.explain(request, targets)`` for the caller's error: the class found, why, and what each
+candidate is approved for; never the sensitive text.
+
+Who is asking and what they declared travel in an :class:`Admission` set by the gateway for the
+request's task (a context variable): the key's team and limits, the ``x-outlast-data-class``
+header, and, once classified, the decision the audit log records.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from outlast.dialects.canonical import Request
+from outlast.policy.classify import Classification, Classifier, UnknownDataClass
+from outlast.policy.redact import Redaction
+from outlast.routing.plan import Target
+
+DECLARED_HEADER = "x-outlast-data-class"
+
+
+@dataclass(slots=True)
+class Admission:
+    """One request's governance facts, filled in as it goes (the gateway, then the policy)."""
+
+    key_id: str | None = None  # None: the master key, or no key configured
+    team: str | None = None
+    max_class: str | None = None  # the key may not send data above this class
+    routes: tuple[str, ...] = ()  # the key may only call these route names (empty: any)
+    declared: str | None = None
+    request: Request | None = None  # the request classified below
+    classification: Classification | None = None
+    refused: str | None = None  # why the request itself was refused (key limits, unknown class)
+    excluded: dict[str, str] = field(default_factory=dict)  # target -> why the policy excluded it
+    redaction: Redaction | None = None  # the secrets swapped for placeholders before routing (policy.redact)
+
+
+CURRENT: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("outlast_admission", default=None)
+
+
+class Policy:
+    """``Policy(classifier, {"anthropic": ("public", "internal")})``: the allowed-target predicate."""
+
+    def __init__(self, classifier: Classifier, approved: Mapping[str, Sequence[str]]) -> None:
+        self.classifier = classifier
+        self.classes = classifier.classes
+        self.approved = {name: frozenset(classes) for name, classes in approved.items()}
+        self._last: Admission | None = None  # for callers outside a gateway request (tests, tools)
+
+    def admission(self, request: Request) -> Admission:
+        """The request's admission, classified once however many candidates are asked about."""
+        admission = CURRENT.get()
+        if admission is None:
+            admission = self._last
+            if admission is None or admission.request is not request:
+                admission = self._last = Admission()
+        if admission.request is not request:
+            admission.request = request
+            admission.excluded = {}
+            admission.refused = None
+            try:
+                admission.classification = self.classifier.classify(request, admission.declared)
+            except UnknownDataClass:
+                admission.classification = None
+                admission.refused = (f"the declared {DECLARED_HEADER} {admission.declared!r} is not a data class "
+                                     f"here ({', '.join(self.classes.names)})")
+                return admission
+            found = admission.classification.data_class
+            if admission.max_class is not None and self.classes.rank(found) > self.classes.rank(admission.max_class):
+                admission.refused = f"this key may send data up to {admission.max_class!r}"
+            elif admission.routes and request.model not in admission.routes:
+                admission.refused = (f"this key may not call {request.model!r} "
+                                     f"(its routes: {', '.join(admission.routes)})")
+        return admission
+
+    def substitute(self, original: Request, redacted: Request, *, reclassify: bool = False) -> Admission:
+        """The router will be given ``redacted`` in place of ``original``: it keeps the class of
+        ``original`` (what the client sent), or with ``reclassify`` is classified on what is left."""
+        admission = self.admission(original)
+        if not reclassify:
+            admission.request = redacted
+        return admission
+
+    def __call__(self, request: Request, target: Target) -> bool:
+        admission = self.admission(request)
+        key = str(target)
+        if admission.refused is not None:
+            admission.excluded[key] = admission.refused
+            return False
+        assert admission.classification is not None
+        found = admission.classification.data_class
+        approved = self.approved.get(target.provider, frozenset())
+        if found in approved:
+            return True
+        admission.excluded[key] = (f"{target.provider} is approved for {', '.join(sorted(approved, key=self._rank))}"
+                                   if approved else f"{target.provider} is approved for no data class")
+        return False
+
+    def _rank(self, name: str) -> int:
+        try:
+            return self.classes.rank(name)
+        except UnknownDataClass:
+            return len(self.classes.names)
+
+    def explain(self, request: Request, targets: Sequence[Target]) -> str:
+        """The caller's error when no candidate was allowed: names the class and the reasons."""
+        admission = self.admission(request)
+        classification = admission.classification
+        if admission.refused is not None and classification is None:
+            return f"request refused: {admission.refused}"
+        assert classification is not None
+        head = f"this request is classified {classification.data_class!r} ({classification.reason()})"
+        if admission.refused is not None:
+            return f"{head}; {admission.refused}, so it was not sent to any provider"
+        reasons = "; ".join(f"{t} ({admission.excluded.get(str(t), 'excluded')})" for t in targets)
+        return (f"{head}; not approved for {classification.data_class!r} data, so the request was never sent to: "
+                f"{reasons}")

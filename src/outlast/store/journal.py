@@ -1,0 +1,236 @@
+"""The journal: where an exchange becomes durable, before the database ever sees it.
+
+    journal/<slot>/00000000000000000001.jsonl   segments: one exchange record per line (orjson)
+    journal/<slot>/checkpoint                   "<segment> <offset>": what the ingester has stored
+    journal/<slot>/writer.lock                  held (flock) by the gateway appending to this slot
+    journal/<slot>/ingest.lock                  held by the one ingester draining this slot
+
+:class:`JournalWriter` appends a batch of lines with one ``write`` and one ``fdatasync``: that
+is the commit the hot path waits for. :class:`JournalReader` hands the ingester what follows
+the checkpoint and moves the checkpoint on once the database has it. Writes to the database are
+idempotent by exchange id, so the checkpoint need not be durable: after a crash, a stale one
+only means a few records are read again and skipped.
+
+Each gateway process takes the first free slot, so replicas sharing a data directory never
+append to one file. A writer always starts a new segment, so a line torn by a crash stays at the
+end of an older segment, where the reader skips it (it was never acknowledged to anyone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("outlast.journal")
+
+SEGMENT_SUFFIX = ".jsonl"
+_CHUNK = 8 << 20  # bytes read at a time
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on ``path``, or ``None`` when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def lock(path: Path) -> int:
+    """Wait for an exclusive flock on ``path``; the fd holds it until closed."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def slots(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def segments(slot: Path) -> list[tuple[int, Path]]:
+    out = []
+    for path in slot.glob("*" + SEGMENT_SUFFIX):
+        stem = path.name[: -len(SEGMENT_SUFFIX)]
+        if stem.isdigit():
+            out.append((int(stem), path))
+    return sorted(out)
+
+
+def slot_in_use(slot: Path) -> bool:
+    """True while a gateway process appends to ``slot``."""
+    fd = _try_lock(slot / "writer.lock")
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+class JournalWriter:
+    """Appends batches of lines to this process's slot; ``append`` returns once they are on disk."""
+
+    def __init__(self, root: Path, *, segment_bytes: int = 64 << 20) -> None:
+        self.root = Path(root)
+        self.segment_bytes = segment_bytes
+        new_root = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        if new_root:
+            _fsync_dir(self.root.parent)
+        self.slot, self._lock_fd = self._take_slot()
+        self._fd = -1
+        self._size = 0
+        self._segment = max((n for n, _ in segments(self.slot)), default=0)
+        self._open_next()
+
+    def _take_slot(self) -> tuple[Path, int]:
+        n = 0
+        while True:
+            slot = self.root / str(n)
+            fresh = not slot.exists()
+            slot.mkdir(exist_ok=True)
+            if fresh:
+                _fsync_dir(self.root)
+            fd = _try_lock(slot / "writer.lock")
+            if fd is not None:
+                return slot, fd
+            n += 1
+
+    def _open_next(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._segment += 1
+        path = self.slot / f"{self._segment:020d}{SEGMENT_SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        self._size = 0
+        _fsync_dir(self.slot)  # the new file's name is durable before anything in it is acknowledged
+
+    def append(self, data: bytes) -> None:
+        """Write ``data`` (whole lines) and make it durable. Raises ``OSError`` (disk full, ...)."""
+        if self._size >= self.segment_bytes:
+            self._open_next()
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fdatasync(self._fd)
+        self._size += len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+class JournalReader:
+    """What follows the checkpoint of one slot, a batch at a time."""
+
+    def __init__(self, slot: Path) -> None:
+        self.slot = Path(slot)
+        self.checkpoint_path = self.slot / "checkpoint"
+        self.segment, self.offset = self._load_checkpoint()
+
+    def _load_checkpoint(self) -> tuple[int, int]:
+        try:
+            segment, offset = self.checkpoint_path.read_text().split()
+            return int(segment), int(offset)
+        except (FileNotFoundError, ValueError):
+            return 0, 0
+
+    def read(self, limit: int) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+        """Up to ``limit`` records after the checkpoint, and the position after them (give it
+        to :meth:`advance` once they are stored)."""
+        records: list[dict[str, Any]] = []
+        segment, offset = self.segment, self.offset
+        existing = segments(self.slot)
+        for number, path in existing:
+            if number < segment:
+                continue
+            if number > segment:
+                segment, offset = number, 0
+            newest = number == existing[-1][0]
+            more = False  # this segment holds more than was read
+            try:
+                with open(path, "rb") as file:
+                    file.seek(offset)
+                    data = file.read(_CHUNK)
+                    if len(data) == _CHUNK:
+                        if b"\n" not in data:  # one line longer than a chunk
+                            data += file.read()
+                        more = True
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1
+            for line in data[:end - 1].split(b"\n") if end else ():
+                if len(records) >= limit:
+                    more = True
+                    break
+                offset += len(line) + 1
+                try:
+                    records.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    log.warning("journal %s: skipping an unreadable line before byte %d", path, offset)
+            if more or newest:
+                break  # newest: a partial line is a batch still being written
+            # an older segment: what is left after its last line was torn by a crash; done with it
+        return records, (segment, offset)
+
+    def advance(self, position: tuple[int, int]) -> None:
+        """Record that everything before ``position`` is stored, and delete finished segments."""
+        self.segment, self.offset = position
+        temporary = self.checkpoint_path.with_suffix(".tmp")
+        temporary.write_text(f"{self.segment} {self.offset}\n")
+        os.replace(temporary, self.checkpoint_path)
+        for number, path in segments(self.slot):
+            if number < self.segment:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def pending_bytes(self) -> int:
+        """Journal bytes not yet stored."""
+        total = 0
+        for number, path in segments(self.slot):
+            if number < self.segment:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size - (self.offset if number == self.segment else 0)
+        return max(0, total)
+
+    def pending_records(self) -> int:
+        """Records not yet stored (reads the unstored part of the journal)."""
+        count = 0
+        for number, path in segments(self.slot):
+            if number < self.segment:
+                continue
+            with contextlib.suppress(FileNotFoundError), open(path, "rb") as file:
+                if number == self.segment:
+                    file.seek(self.offset)
+                count += file.read().count(b"\n")
+        return count
+
+
+def pending(root: Path) -> Iterator[tuple[Path, int, bool]]:
+    """``(slot, records not yet stored, in use by a gateway)`` for every slot under ``root``."""
+    for slot in slots(root):
+        reader = JournalReader(slot)
+        yield slot, reader.pending_records(), slot_in_use(slot)

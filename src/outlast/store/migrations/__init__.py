@@ -1,0 +1,1 @@
+"""Alembic migrations, packaged with outlast and run at startup (see ``outlast.store.sql.migrate``)."""

@@ -1,0 +1,309 @@
+"""The recorder: the :class:`ExchangeSink` that makes every answer durable before its last byte.
+
+Journal first, database after:
+
+1. ``commit(exchange)`` serialises the exchange once (orjson, on the event loop: microseconds)
+   and adds the line to the pending batch, then awaits it. It wakes the journal thread only if
+   that thread is idle: under load the thread is in an fsync and will find the line when it
+   comes back, so a request costs no thread switch.
+2. The journal thread takes everything pending, appends it to the journal with one ``write`` and
+   one ``fdatasync`` (both release the GIL), and wakes every waiter of the batch with one
+   ``call_soon_threadsafe`` per event loop. That fsync is the commit: the exchange survives a
+   SIGKILL or a power cut from then on, and only then is the last byte released. What arrives
+   during one fsync forms the next batch (group commit); and when other exchanges are being
+   answered than the ones waiting (``siblings``), the thread first waits ``commit_delay`` (1 ms)
+   for them to join, as PostgreSQL's ``commit_delay``/``commit_siblings`` do. A lone request
+   never waits; under concurrent load one fsync serves several exchanges. And when an exchange
+   is the only one being answered and the thread is idle, its commit appends and fsyncs right
+   on the event loop (nobody else is waiting on it): no hand-off, two wake-ups fewer.
+3. The ingester (:mod:`outlast.store.ingest`; a child process by default) moves the journal
+   into the database in large transactions, threading conversations and indexing for search
+   there, and checkpoints its progress. The database therefore lags the journal by a moment:
+   ``flush()`` waits for it, and the memory commands drain or report what is pending.
+
+When the database is unreachable, nothing changes on the hot path: the journal grows, the
+ingester retries, and catches up when the database is back; writes are idempotent by exchange
+id, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from outlast.routing.router import Exchange
+from outlast.store.base import Store
+from outlast.store.ingest import Ingester
+from outlast.store.journal import JournalReader, JournalWriter
+from outlast.store.records import exchange_record
+from outlast.store.threads import new_conversation_id
+
+if TYPE_CHECKING:
+    from outlast.config import Config
+
+log = logging.getLogger("outlast.recorder")
+
+_STOP = object()
+Retention = tuple[float | None, float | None]  # (max_age_days, max_size_mb)
+
+
+class Recorder:
+    """``Recorder(store, journal_dir)``; ``await recorder.commit(exchange)``; ``await recorder.aclose()``.
+
+    ``ingest``: ``"process"`` (a child process, the default), ``"thread"`` (in this process:
+    simpler, but its Python work then shares the GIL with the event loop) or ``None`` (journal
+    only; something else ingests).
+    """
+
+    def __init__(self, store: Store, journal: Path, *, ingest: str | None = "process",
+                 retention: Retention | None = None, ingest_idle: float = 0.05, max_batch: int = 4096,
+                 commit_delay: float = 0.001) -> None:
+        self.store = store
+        self.journal = JournalWriter(Path(journal))
+        self.slot = self.journal.slot
+        self.max_batch = max_batch
+        self.retention = retention
+        self.journaled = 0  # exchanges made durable in the journal
+        self.batches = 0  # journal appends (fsyncs)
+        self._pending: deque[Any] = deque()
+        # How many exchanges are being answered right now (the gateway sets it); see commit_delay.
+        self.siblings: Callable[[], int] | None = None
+        self.commit_delay = commit_delay
+        self._idle = True  # the journal thread is waiting for _wake (else it will look at _pending again)
+        self._wake = threading.Event()
+        self._writing = threading.Lock()  # one appender at a time: the journal thread, or a lone commit
+        self._closed = False
+        self._journal_thread = threading.Thread(target=self._run_journal, name="outlast-journal", daemon=True)
+        self._journal_thread.start()
+        self.ingester: Ingester | None = None
+        self._ingest_stop = threading.Event()
+        self._ingest_thread: threading.Thread | None = None
+        self._ingest_process: subprocess.Popen[bytes] | None = None
+        if ingest == "thread":
+            prune = None
+            if retention is not None:
+                def prune(s: Store) -> object:
+                    return apply_retention(s, *retention)
+            self.ingester = Ingester(store, self.slot, idle=ingest_idle, retention=prune)
+            self._ingest_thread = threading.Thread(target=self.ingester.run, args=(self._ingest_stop,),
+                                                   name="outlast-ingest", daemon=True)
+            self._ingest_thread.start()
+        elif ingest == "process":
+            argv = [sys.executable, "-m", "outlast.store.ingest", "--url", store.url, "--slot", str(self.slot),
+                    "--idle", str(ingest_idle)]
+            if retention is not None:
+                for flag, value in zip(("--max-age-days", "--max-size-mb"), retention, strict=True):
+                    if value is not None:
+                        argv += [flag, str(value)]
+            self._ingest_process = subprocess.Popen(argv, stdin=subprocess.PIPE)
+        elif ingest is not None:
+            raise ValueError(f"ingest must be 'process', 'thread' or None, not {ingest!r}")
+
+    # ------------------------------------------------------------------ the event loop's side
+
+    async def commit(self, exchange: Exchange) -> None:
+        if self._closed:
+            log.warning("exchange %s finished after the recorder closed: not recorded", exchange.id)
+            return
+        conversation_id = getattr(exchange, "conversation_id", None)
+        if conversation_id is None and exchange.response is not None and not _has_history(exchange):
+            # Nothing to continue: a new conversation, named now so a response can carry it.
+            conversation_id = new_conversation_id()
+        record = exchange_record(exchange, conversation_id)
+        for name in ("request", "response"):
+            value = record[name]
+            if value is not None:
+                record[name] = orjson.Fragment(value)  # already JSON: embedded as is
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        siblings = self.siblings
+        if (self._idle and not self._pending and siblings is not None and siblings() <= 1
+                and self._writing.acquire(blocking=False)):
+            # Alone: nothing else is being answered and the journal thread is idle, so nobody
+            # waits on the event loop while it fsyncs; a hand-off to the thread and back would
+            # only add two wake-ups to this exchange's last byte.
+            try:
+                self._write([line])
+            finally:
+                self._writing.release()
+        else:
+            await self._via_thread(line)
+        if conversation_id and hasattr(exchange, "conversation_id"):
+            exchange.conversation_id = conversation_id
+
+    async def _via_thread(self, line: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((line, loop, future))
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+        await future
+
+    def metric_lines(self) -> list[str]:
+        """Prometheus lines for /metrics: exchanges made durable, and the fsyncs that did it
+        (their ratio is the group commit's batch size)."""
+        return [
+            "# HELP outlast_journal_exchanges_total Exchanges committed to the journal.",
+            "# TYPE outlast_journal_exchanges_total counter",
+            f"outlast_journal_exchanges_total {self.journaled}",
+            "# HELP outlast_journal_fsyncs_total Journal appends, one fsync each (group commit).",
+            "# TYPE outlast_journal_fsyncs_total counter",
+            f"outlast_journal_fsyncs_total {self.batches}",
+        ]
+
+    @property
+    def pending(self) -> int:
+        """Exchanges in the journal not yet in the database."""
+        return JournalReader(self.slot).pending_records()
+
+    async def flush(self, within: float = 30.0) -> bool:
+        """Wait until everything committed so far is in the database; False if it takes longer
+        than ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while JournalReader(self.slot).pending_bytes():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    def wait_ingested(self, timeout: float = 30.0) -> bool:
+        """:meth:`flush` for a caller without an event loop (a test, a CLI)."""
+        deadline = time.monotonic() + timeout
+        while JournalReader(self.slot).pending_bytes():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Journal what is queued, let the ingester drain what it can, then stop. Whatever is
+        left in the journal (the database was away, or the drain took too long) is ingested by
+        the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending.append(_STOP)
+        self._idle = False
+        self._wake.set()
+        self._journal_thread.join(timeout)
+        self._ingest_stop.set()
+        if self._ingest_thread is not None:
+            self._ingest_thread.join(timeout)
+        if self._ingest_process is not None:
+            process = self._ingest_process
+            if process.stdin is not None:
+                process.stdin.close()  # the child drains, then exits
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("the ingester is still draining after %.0f s: stopped; the rest waits in %s",
+                            timeout, self.slot)
+                process.kill()
+                process.wait()
+        self.journal.close()
+        self.store.close()
+
+    # ------------------------------------------------------------------ the journal thread
+
+    def _run_journal(self) -> None:
+        pending = self._pending
+        stopping = False
+        while not stopping:
+            self._wake.wait()
+            self._wake.clear()
+            siblings = self.siblings
+            if self.commit_delay and siblings is not None and siblings() > len(pending):
+                time.sleep(self.commit_delay)  # others are on their way: one fsync for all of them
+            while True:
+                batch: list[tuple[bytes, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+                while pending and len(batch) < self.max_batch:
+                    item = pending.popleft()
+                    if item is _STOP:
+                        stopping = True  # but journal anything that raced in behind it
+                    else:
+                        batch.append(item)
+                if batch:
+                    self._append(batch)
+                    continue
+                if stopping:
+                    return
+                # Idle from here; a commit that raced in before the flag was set is seen below,
+                # one after it sees the flag and sets _wake.
+                self._idle = True
+                if not pending:
+                    break
+                self._idle = False
+
+    def _write(self, lines: list[bytes]) -> None:
+        """Append and fsync (the caller holds ``_writing``); a failure is logged, never raised:
+        the answer goes out even when it cannot be recorded."""
+        try:
+            self.journal.append(b"".join(lines))
+            self.journaled += len(lines)
+            self.batches += 1
+        except OSError:
+            log.exception("cannot write the journal in %s: %d exchanges not recorded", self.slot, len(lines))
+
+    def _append(self, batch: list[tuple[bytes, asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+        with self._writing:
+            self._write([line for line, _, _ in batch])
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, loop, future in batch:
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, futures)  # one wake-up per loop, not per exchange
+            except RuntimeError:  # that loop has closed: nobody is waiting any more
+                pass
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
+def _has_history(exchange: Exchange) -> bool:
+    """Whether the request carries an earlier answer, so it may continue a stored conversation."""
+    request = exchange.request
+    return request is not None and any(m.role == "assistant" for m in request.messages)
+
+
+def apply_retention(store: Store, max_age_days: float | None, max_size_mb: float | None) -> object:
+    """Prune by the configured age and size (``None``: no limit)."""
+    if max_age_days is None and max_size_mb is None:
+        return None
+    older_than = time.time() - max_age_days * 86400 if max_age_days is not None else None
+    max_bytes = int(max_size_mb * 1024 * 1024) if max_size_mb is not None else None
+    result = store.prune(older_than=older_than, max_bytes=max_bytes)
+    log.info("retention: removed %d exchanges and %d conversations", result.exchanges, result.conversations)
+    return result
+
+
+def open_recorder(config: Config, directory: Path | None = None) -> Recorder:
+    """The recorder ``outlast serve`` runs: the configured store (default: SQLite in the data
+    directory), its journal beside it, and the configured retention applied hourly."""
+    from outlast.config import data_dir
+    from outlast.store import journal_path, store_url
+    from outlast.store.sql import SqlStore
+
+    directory = directory or data_dir()
+    retention = config.retention
+    limits: Retention | None = None
+    if retention.max_age_days is not None or retention.max_size_mb is not None:
+        limits = (retention.max_age_days, retention.max_size_mb)
+    url = store_url(config.store, directory)
+    return Recorder(SqlStore(url), journal_path(url, directory), retention=limits)

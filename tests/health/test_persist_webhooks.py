@@ -1,0 +1,114 @@
+"""Incidents, uptime and reports survive in the store (SQLite and PostgreSQL); webhooks are
+delivered in both formats and retried with backoff."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from outlast.health.incidents import Incident
+from outlast.health.persist import HealthStore
+from outlast.health.reports import Report
+from outlast.health.webhooks import Hook, Webhooks
+from outlast.store.sql import SqlStore
+from tests.store.conftest import pg_server, pg_url, store_url  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def health_store(store_url: str) -> Iterator[HealthStore]:  # noqa: F811
+    sql = SqlStore(store_url)
+    sql.migrate()
+    yield HealthStore(sql.engine)
+    sql.close()
+
+
+def incident(status: str = "investigating") -> Incident:
+    i = Incident(id="anthropic-20260602-060426-1", provider="anthropic", title="Overloaded on anthropic/opus",
+                 status="investigating", cause="overload", impact="major", started_at=1780380240.0,
+                 opened_at=1780380266.0, components=["anthropic/claude-opus-4-6", "anthropic"])
+    i.update(1780380266.0, "investigating", "43% of 14 requests failing")
+    if status != "investigating":
+        i.update(1780380326.0, "identified", "cause stable")
+    i.vendor_ack_at = 1780382340.0
+    i.evidence = {"peak_error_rate": 0.9, "causes": {"overload": 10}}
+    return i
+
+
+def test_incidents_uptime_and_reports_round_trip(health_store: HealthStore) -> None:
+    health_store.save_incident(incident())
+    health_store.save_incident(incident("identified"))  # saved again as it moves on: one row
+    (loaded,) = health_store.load_incidents(since=0)
+    assert loaded.status == "identified" and [u.status for u in loaded.updates] == ["investigating", "identified"]
+    assert loaded.ack_lag == 2100.0 and loaded.components == ["anthropic/claude-opus-4-6", "anthropic"]
+    assert loaded.evidence["causes"] == {"overload": 10}
+    assert health_store.get_incident("anthropic-2026") is not None
+    day = date(2026, 6, 2)
+    health_store.save_uptime([("anthropic/claude-opus-4-6", day, {"partial_outage": 100.0, "major_outage": 220.5})])
+    health_store.save_uptime([("anthropic/claude-opus-4-6", day, {"partial_outage": 103.0, "major_outage": 221.0})])
+    (row,) = health_store.load_uptime(date(2026, 6, 1))
+    assert row[0] == "anthropic/claude-opus-4-6" and row[2]["partial_outage"] == 103.0
+    assert health_store.load_uptime(date(2026, 6, 3)) == []
+    health_store.add_report(Report(1780380300.0, "anthropic", "answers stop half-way"))
+    (report,) = health_store.load_reports(0)
+    assert report.note == "answers stop half-way"
+
+
+async def test_webhooks_retry_with_backoff_in_json_and_slack_format() -> None:
+    from outlast.serving import free_port
+
+    unused_tcp_port = free_port()
+    received: list[tuple[str, Any]] = []
+    failures = {"/json": 2, "/slack": 0}
+
+    async def hook(request: web.Request) -> web.Response:
+        if failures[request.path] > 0:
+            failures[request.path] -= 1
+            return web.Response(status=503)
+        received.append((request.path, await request.json()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/json", hook)
+    app.router.add_post("/slack", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    base = f"http://127.0.0.1:{unused_tcp_port}"
+    hooks = Webhooks([Hook(base + "/json"), Hook(base + "/slack", "slack")], backoff=0.5, sleep=sleep)
+    try:
+        i = incident()
+        hooks.enqueue(i, i.updates[-1], {"id": "p", "indicator": "major", "description": "Partial System Outage"})
+        await hooks.drain()
+    finally:
+        await hooks.aclose()
+        await runner.cleanup()
+    assert waits == [0.5, 1.0]  # two failures, backoff doubling
+    paths = dict(received)
+    assert paths["/json"]["meta"]["event"] == "incident.opened"
+    assert paths["/json"]["incident"]["status"] == "investigating"
+    assert paths["/json"]["incident"]["incident_updates"][0]["body"] == "43% of 14 requests failing"
+    assert "Overloaded on anthropic/opus" in paths["/slack"]["text"]
+    assert hooks.delivered == 2 and hooks.dropped == 0
+
+
+async def test_a_webhook_that_never_answers_is_dropped_after_its_attempts() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    hooks = Webhooks([Hook("http://127.0.0.1:9/never")], attempts=3, backoff=1.0, sleep=sleep)
+    i = incident()
+    hooks.enqueue(i, i.updates[-1], {})
+    await hooks.drain()
+    await hooks.aclose()
+    assert waits == [1.0, 2.0] and hooks.dropped == 1 and hooks.delivered == 0
