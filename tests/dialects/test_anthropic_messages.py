@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
+from tests.conftest import FIXTURES
 
 from outlast.dialects import anthropic_messages as am
 from outlast.dialects.canonical import (
@@ -42,7 +42,7 @@ from outlast.dialects.canonical import (
 from outlast.providers.errors import FailureKind, RequestError, UpstreamError
 from outlast.providers.sse import SSEDecoder
 
-CLIENTS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "clients"
+CLIENTS = FIXTURES / "clients"
 MID_SYSTEM_BETA = "claude-code-20250219,mid-conversation-system-2026-04-07"
 EPHEMERAL = {"type": "ephemeral"}
 STREAM_EVENT = TypeAdapter(anthropic.types.RawMessageStreamEvent)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from tests.conftest import PROVIDER_KEYS
+from tests.conftest import FIXTURES, PROVIDER_KEYS
 from tests.providers.support import expect_failure, stream_events
 
 from outlast.dialects import anthropic_messages as am
@@ -33,7 +32,7 @@ from outlast.providers.errors import FailureKind, TimeoutPhase, UpstreamError
 KEY = PROVIDER_KEYS["anthropic"]
 MODEL = "claude-sonnet-4-6"
 NAME = "anthropic-test"
-CLIENTS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "clients"
+CLIENTS = FIXTURES / "clients"
 WEATHER = Tool("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}},
                                                       "required": ["city"]})
 
