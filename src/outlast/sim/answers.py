@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 WORDS = (
@@ -62,7 +62,7 @@ class Reply:
     text: str = ""
     thinking: str = ""
     tool: ToolCall | None = None
-    stop: str = "end"  # "end", "max_tokens" or "tool"
+    stop: str = "end"  # "end", "max_tokens", "tool" or "filtered" (stopped by the vendor's safety system)
     input_tokens: int = 1
     output_tokens: int = 1
     digest: bytes = b""
@@ -185,6 +185,14 @@ def _answer(conv: Conversation, seed: int, blank: bool) -> Reply:
         cost = limit
     reply.output_tokens = max(1, cost)
     return reply
+
+
+def filtered(reply: Reply) -> Reply:
+    """``reply`` stopped half-way by the vendor's safety system: the first half of its words, no tool call."""
+    words = reply.text_pieces() if reply.tool is None else []
+    kept = "".join(words[: len(words) // 2])
+    return replace(reply, text=kept, tool=None, stop="filtered",
+                   output_tokens=tokens(len(kept) + len(reply.thinking)))
 
 
 def _choose_tool(conv: Conversation, text_wanted: bool) -> str | None:

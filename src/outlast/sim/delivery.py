@@ -75,15 +75,16 @@ async def deliver(outcome: Outcome, scope: dict[str, Any], receive: Any, send: A
         await _stall_then_close(outcome, scope, receive)
         return
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-    if outcome.cut_after is None and not outcome.gap:
+    if outcome.cut_after is None and not outcome.gap and not outcome.gaps:
         await send({"type": "http.response.body", "body": b"".join(events)})
         return
     for index, event in enumerate(events):
         if index == outcome.cut_after:
             await _stall_then_close(outcome, scope, receive)
             return
-        if index and outcome.gap:
-            await asyncio.sleep(outcome.gap)
+        delay = (outcome.gaps[index - 1] if outcome.gaps else outcome.gap) if index else 0.0
+        if delay:
+            await asyncio.sleep(delay)
         await send({"type": "http.response.body", "body": event, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
 

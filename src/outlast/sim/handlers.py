@@ -13,9 +13,9 @@ from urllib.parse import parse_qs
 import orjson
 
 from outlast.sim import wire_anthropic, wire_gemini, wire_openai
-from outlast.sim.answers import Conversation, Reply, answer
+from outlast.sim.answers import Conversation, Reply, answer, filtered
 from outlast.sim.catalog import Vendor
-from outlast.sim.faults import Fault
+from outlast.sim.faults import Fault, Latency
 from outlast.sim.state import SimState
 from outlast.sim.wirebase import Ctx, WireError, dumps, new_id
 
@@ -35,6 +35,7 @@ class Outcome:
     stall_seconds: float = 0.0
     ttft: float = 0.0
     gap: float = 0.0
+    gaps: list[float] | None = None  # a delay before each event after the first, when they differ
 
 
 @dataclass
@@ -150,7 +151,7 @@ def _handle(state: SimState, req: Request) -> Outcome:
     fault = state.pick_fault(req.vendor.name, model or "", key)
     if fault is not None:
         req.record["fault"] = {"id": fault.id, "mode": fault.mode}
-        if fault.mode == "status":
+        if fault.mode == "status" and not _blocks_prompt(fmt, fault):
             raise _status_error(req.vendor, fault, model or "")
         if fault.mode == "auth":
             raise _auth_error(req.vendor, key or "sk-sim-bad-key", bearer)
@@ -172,13 +173,50 @@ def _handle(state: SimState, req: Request) -> Outcome:
         return Outcome(body=dumps({"input_tokens": (conv.input_chars + 3) // 4 or 1}),
                        headers=wire_anthropic.ok_headers(new_id("req_011C")))
     reply = answer(conv, state.seed, blank=fault is not None and fault.mode == "blank")
+    if fault is not None and fault.mode == "status":  # Gemini refuses a prompt with a 200 and no candidates
+        return _blocked(req, conv, reply, stream)
+    if fault is not None and fault.mode == "filtered":
+        reply = filtered(reply)
     outcome = _render(req, conv, reply, fault, stream)
     pace = state.pace
     if stream and (pace.get("ttft_ms") or pace.get("tokens_per_s")):
         outcome.ttft = pace.get("ttft_ms", 0.0) / 1000
         rate = pace.get("tokens_per_s", 0.0)
         outcome.gap = 1.5 / rate if rate else 0.0  # about 1.5 tokens an event
+    if fault is not None and fault.mode == "slow":
+        _slow(outcome, fault, state, req.record)
     return outcome
+
+
+def _blocks_prompt(fmt: str, fault: Fault) -> bool:
+    """Gemini has no content-policy error status: a blocked prompt is a 200 carrying ``promptFeedback``."""
+    return fmt == "gemini" and fault.code == "content_policy"
+
+
+def _blocked(req: Request, conv: Conversation, reply: Reply, stream: bool) -> Outcome:
+    ctx = Ctx(req.vendor.name, conv.model, request_id=new_id("", 22))
+    if not stream:
+        return Outcome(body=dumps(wire_gemini.blocked(reply, ctx)))
+    sse = "sse" in req.query.get("alt", [])
+    return Outcome(events=wire_gemini.render_blocked(reply, ctx, sse), content_type=SSE if sse else JSON,
+                   headers=[(b"cache-control", b"no-cache")])
+
+
+def _slow(outcome: Outcome, fault: Fault, state: SimState, record: dict[str, Any]) -> None:
+    """The delays of a ``slow`` fault; drawn ones are written to the request log, so a test can read them."""
+    rng = state.faults.rng(fault)
+    ttft = fault.ttft_ms.draw(rng) if isinstance(fault.ttft_ms, Latency) else fault.ttft_ms
+    outcome.ttft = ttft / 1000
+    record["fault"]["ttft_ms"] = round(ttft, 3)
+    if isinstance(fault.gap_ms, Latency):
+        count = max(len(outcome.events) - 1, 0) if outcome.events is not None else 0
+        gaps = [fault.gap_ms.draw(rng) for _ in range(count)]
+        outcome.gaps = [gap / 1000 for gap in gaps]
+        outcome.gap = 0.0
+        record["fault"]["gap_ms"] = [round(gap, 3) for gap in gaps]
+    else:
+        outcome.gap = fault.gap_ms / 1000
+        record["fault"]["gap_ms"] = fault.gap_ms
 
 
 def _route(req: Request) -> tuple[str | None, str | None]:
@@ -232,6 +270,11 @@ def _status_error(vendor: Vendor, fault: Fault, model: str) -> WireError:
     message = fault.message or ""
     code = fault.code
     kind = None
+    if code == "content_policy":
+        if vendor.format == "anthropic":
+            message, code = message or wire_anthropic.CONTENT_POLICY, None
+        else:
+            code = "content_policy_violation"
     if code == "context_length_exceeded" and not message:
         spec = vendor.models.get(model)
         limit = spec.context_window if spec else 200_000
@@ -310,6 +353,3 @@ def _shape(outcome: Outcome, fault: Fault, bad: bytes) -> None:
         else:
             outcome.cut_after = len(outcome.body) // 2
         outcome.stall_seconds = fault.seconds if mode == "stall" else 0.0
-    elif mode == "slow":
-        outcome.ttft = fault.ttft_ms / 1000
-        outcome.gap = fault.gap_ms / 1000

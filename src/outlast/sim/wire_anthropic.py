@@ -11,7 +11,9 @@ from outlast.sim.answers import Conversation, Reply, split_words
 from outlast.sim.catalog import ModelSpec, Vendor
 from outlast.sim.wirebase import Ctx, WireError, as_text, dumps, pieces, sse
 
-STOP = {"end": "end_turn", "max_tokens": "max_tokens", "tool": "tool_use"}
+STOP = {"end": "end_turn", "max_tokens": "max_tokens", "tool": "tool_use", "filtered": "refusal"}
+# What Anthropic answers when its safety system blocks a request: a 400 invalid_request_error.
+CONTENT_POLICY = "Output blocked by content filtering policy"
 BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking",
                "server_tool_use", "web_search_tool_result", "search_result", "container_upload")
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",

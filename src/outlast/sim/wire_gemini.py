@@ -13,7 +13,14 @@ from outlast.sim.answers import Conversation, Reply
 from outlast.sim.catalog import ModelSpec, Vendor
 from outlast.sim.wirebase import Ctx, WireError, as_text, dumps, sse
 
-FINISH = {"end": "STOP", "max_tokens": "MAX_TOKENS", "tool": "STOP"}
+FINISH = {"end": "STOP", "max_tokens": "MAX_TOKENS", "tool": "STOP", "filtered": "SAFETY"}
+# The ratings Gemini attaches to a blocked prompt or candidate: one category over the threshold.
+SAFETY_RATINGS = [
+    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "NEGLIGIBLE"},
+]
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
           409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
           501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
@@ -160,16 +167,27 @@ def _parts(reply: Reply) -> list[dict[str, Any]]:
 
 
 def _response(parts: list[dict[str, Any]], reply: Reply, ctx: Ctx, final: bool, finish: bool = True) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+    # A candidate the safety system stopped has no content of its own, only its ratings.
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}} if parts else {}
     if final and finish:
         candidate["finishReason"] = FINISH[reply.stop]
     candidate["index"] = 0
+    if final and reply.stop == "filtered":
+        candidate["safetyRatings"] = SAFETY_RATINGS
     return {"candidates": [candidate], "usageMetadata": _usage(reply, final), "modelVersion": ctx.model,
             "responseId": ctx.request_id}
 
 
 def render_json(reply: Reply, ctx: Ctx) -> bytes:
-    return dumps(_response(_parts(reply), reply, ctx, final=True))
+    return dumps(_response([] if reply.stop == "filtered" else _parts(reply), reply, ctx, final=True))
+
+
+def blocked(reply: Reply, ctx: Ctx) -> dict[str, Any]:
+    """A prompt refused by the safety system: ``promptFeedback.blockReason`` and no candidates (HTTP 200)."""
+    return {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": SAFETY_RATINGS},
+            "usageMetadata": {"promptTokenCount": reply.input_tokens, "totalTokenCount": reply.input_tokens,
+                              "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.input_tokens}]},
+            "modelVersion": ctx.model, "responseId": ctx.request_id}
 
 
 def chunks(reply: Reply, ctx: Ctx, terminate: bool = True) -> list[dict[str, Any]]:
@@ -179,6 +197,10 @@ def chunks(reply: Reply, ctx: Ctx, terminate: bool = True) -> list[dict[str, Any
         groups.append([{"text": reply.thinking, "thought": True}])
     if reply.tool is not None:
         groups.append([{"functionCall": {"name": reply.tool.name, "args": reply.tool.arguments}}])
+    elif reply.stop == "filtered":  # what got through, then a last candidate with no content
+        words = reply.text_pieces()
+        groups.extend([{"text": "".join(words[i:i + 4])}] for i in range(0, len(words), 4))
+        groups.append([])
     else:
         words = reply.text_pieces() or [""]
         groups.extend([{"text": "".join(words[i:i + 4])}] for i in range(0, len(words), 4))
@@ -196,6 +218,13 @@ def render_array(reply: Reply, ctx: Ctx, terminate: bool = True) -> list[bytes]:
            for i, c in enumerate(chunks(reply, ctx, terminate))]
     out.append(b"]")
     return out
+
+
+def render_blocked(reply: Reply, ctx: Ctx, as_sse: bool) -> list[bytes]:
+    """The stream of a blocked prompt: its one chunk, as SSE or as a one-element JSON array."""
+    if as_sse:
+        return [sse(blocked(reply, ctx), newline=SSE_NEWLINE)]
+    return [b"[" + dumps(blocked(reply, ctx)), b"]"]
 
 
 def bad_event() -> bytes:

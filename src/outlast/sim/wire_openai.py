@@ -11,7 +11,7 @@ from outlast.sim.catalog import ModelSpec, Vendor
 from outlast.sim.wirebase import Ctx, WireError, as_text, dumps, pieces, sse
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
-FINISH = {"end": "stop", "max_tokens": "length", "tool": "tool_calls"}
+FINISH = {"end": "stop", "max_tokens": "length", "tool": "tool_calls", "filtered": "content_filter"}
 DONE = b"data: [DONE]\n\n"
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "request_forbidden",
