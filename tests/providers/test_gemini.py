@@ -146,3 +146,89 @@ async def test_blank_answer_is_passed_on_for_the_router_to_judge(provider: Gemin
     events = await run(provider, ask("hi"))
     assert isinstance(events[0], Start) and isinstance(events[-1], Stop)
     assert collect(events).text() == ""
+
+
+# --------------------------------------------------------------------------- generateContent for plain callers
+
+
+@pytest.fixture
+async def plain(sim: Any) -> AsyncIterator[GeminiProvider]:
+    p = GeminiProvider("gemini", base_url=f"{sim.url}/gemini", api_key=KEY, timeouts=SHORT, plain_json=True)
+    yield p
+    await p.aclose()
+
+
+async def test_streaming_is_the_default_even_for_plain_callers(provider: GeminiProvider, sim: Any) -> None:
+    await run(provider, ask("[[reply:hi]]", stream=False))
+    (received,) = sim.requests("gemini")
+    assert received["path"].endswith(":streamGenerateContent") and received["query"] == "alt=sse"
+
+
+async def test_plain_json_sends_a_plain_caller_to_generate_content(plain: GeminiProvider, sim: Any) -> None:
+    events = await run(plain, ask("[[reply:one whole answer]]", stream=False))
+    assert isinstance(events[0], Start) and events[0].model == MODEL
+    assert isinstance(events[-1], Stop) and events[-1].stop_reason is StopReason.END_TURN
+    response = collect(events)
+    assert response.text() == "one whole answer"
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens == 4  # 16 characters
+    (received,) = sim.requests("gemini")
+    assert received["path"] == f"/gemini/v1beta/models/{MODEL}:generateContent" and received["query"] == ""
+    assert received["headers"]["accept"] == "application/json"
+    assert received["headers"]["x-goog-api-key"] == KEY
+    assert received["body"]["generationConfig"] == {"maxOutputTokens": 200}
+
+
+async def test_plain_json_still_streams_for_a_streaming_caller(plain: GeminiProvider, sim: Any) -> None:
+    assert collect(await run(plain, ask("[[reply:streamed]]", stream=True))).text() == "streamed"
+    assert sim.requests("gemini")[0]["path"].endswith(":streamGenerateContent")
+
+
+async def test_plain_json_tool_call(plain: GeminiProvider, sim: Any) -> None:
+    events = await run(plain, ask("[[tool:get_weather]] in Oslo?", tools=(WEATHER,), stream=False))
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert len(calls) == 1 and calls[0].name == "get_weather" and "city" in calls[0].input()
+    assert isinstance(events[-1], Stop) and events[-1].stop_reason is StopReason.TOOL_USE
+    assert sim.requests("gemini")[0]["path"].endswith(":generateContent")
+
+
+@pytest.mark.parametrize(("fault", "kind"), [
+    ({"mode": "status", "status": 503}, FailureKind.OVERLOADED),
+    ({"mode": "status", "status": 429, "retry_after": 3}, FailureKind.RATE_LIMITED),
+    ({"mode": "malformed"}, FailureKind.MALFORMED),
+    ({"mode": "cut"}, FailureKind.CONNECTION_LOST),
+    ({"mode": "reset"}, FailureKind.CONNECTION_LOST),
+    ({"mode": "hang"}, FailureKind.TIMEOUT),
+    ({"mode": "status", "code": "content_policy"}, FailureKind.CONTENT_FILTERED),
+])
+async def test_plain_json_faults_become_the_right_failure(plain: GeminiProvider, sim: Any, fault: dict[str, Any],
+                                                          kind: FailureKind) -> None:
+    sim.add_fault(vendor="gemini", **fault)
+    error = await expect_failure(plain, ask(LONG_REPLY, stream=False), MODEL, key=KEY)
+    assert error.kind is kind, error
+    assert sim.requests("gemini")[0]["path"].endswith(":generateContent")
+
+
+# --------------------------------------------------------------------------- safety blocks
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_a_blocked_prompt_is_content_filtered(plain: GeminiProvider, sim: Any, stream: bool) -> None:
+    sim.add_fault(vendor="gemini", mode="status", code="content_policy")
+    error = await expect_failure(plain, ask("hi", stream=stream), MODEL, key=KEY)
+    assert error.kind is FailureKind.CONTENT_FILTERED and error.vendor_code == "SAFETY"
+    assert not error.during_stream
+
+
+async def test_a_candidate_stopped_for_safety_keeps_what_was_said(provider: GeminiProvider, sim: Any) -> None:
+    sim.add_fault(vendor="gemini", mode="filtered")
+    events = await run(provider, ask("[[reply:one two three four five six seven eight nine ten]]"))
+    assert isinstance(events[-1], Stop) and events[-1].stop_reason is StopReason.CONTENT_FILTER
+    assert collect(events).text() == "one two three four five"
+
+
+async def test_a_candidate_blocked_whole_is_passed_on_empty_for_the_router(plain: GeminiProvider, sim: Any) -> None:
+    # generateContent drops a blocked candidate's content: nothing said, stop reason content_filter
+    sim.add_fault(vendor="gemini", mode="filtered")
+    events = await run(plain, ask("[[reply:one two three four]]", stream=False))
+    assert [type(e) for e in events] == [Start, Stop]
+    assert isinstance(events[-1], Stop) and events[-1].stop_reason is StopReason.CONTENT_FILTER
