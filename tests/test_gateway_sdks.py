@@ -1,9 +1,14 @@
 """The official SDKs against ``outlast serve`` in front of ``outlast sim``: every caller dialect
-with every provider format, sync and async, streaming and not, with and without tools."""
+with every provider format, sync and async, streaming and not, with and without tools.
+
+Each test body runs twice, on the sync and on the async client (the ``oa`` and ``an`` fixtures):
+the calls go through a small wrapper that awaits what the async client returns."""
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -36,6 +41,75 @@ def anthropic_client(url: str) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=url, api_key=MASTER_KEY, max_retries=0, timeout=20)
 
 
+async def _maybe(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class OpenAICalls:
+    """The calls the tests make, on ``OpenAI`` or ``AsyncOpenAI``: one test body runs on both."""
+
+    def __init__(self, url: str, sdk: str) -> None:
+        kind = openai.AsyncOpenAI if sdk == "async" else openai.OpenAI
+        self.client: Any = kind(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=20)
+
+    async def create(self, **kwargs: Any) -> Any:
+        return await _maybe(self.client.chat.completions.create(**kwargs))
+
+    async def create_raw(self, **kwargs: Any) -> tuple[Any, Any]:
+        raw = await _maybe(self.client.chat.completions.with_raw_response.create(**kwargs))
+        return await _maybe(raw.parse()), raw.headers
+
+    async def chunks(self, **kwargs: Any) -> list[Any]:
+        stream = await _maybe(self.client.chat.completions.create(stream=True, **kwargs))
+        if isinstance(self.client, openai.AsyncOpenAI):
+            return [chunk async for chunk in stream]
+        return list(stream)
+
+    async def aclose(self) -> None:
+        await _maybe(self.client.close())
+
+
+class AnthropicCalls:
+    """The calls the tests make, on ``Anthropic`` or ``AsyncAnthropic``."""
+
+    def __init__(self, url: str, sdk: str) -> None:
+        kind = anthropic.AsyncAnthropic if sdk == "async" else anthropic.Anthropic
+        self.client: Any = kind(base_url=url, api_key=MASTER_KEY, max_retries=0, timeout=20)
+
+    async def create(self, **kwargs: Any) -> Any:
+        return await _maybe(self.client.messages.create(**kwargs))
+
+    async def create_raw(self, **kwargs: Any) -> tuple[Any, Any]:
+        raw = await _maybe(self.client.messages.with_raw_response.create(**kwargs))
+        return await _maybe(raw.parse()), raw.headers
+
+    async def stream(self, **kwargs: Any) -> tuple[str, Any]:
+        """The streamed text, as the SDK's text stream gave it, and the final message."""
+        if isinstance(self.client, anthropic.AsyncAnthropic):
+            async with self.client.messages.stream(**kwargs) as stream:
+                text = "".join([t async for t in stream.text_stream])
+                return text, await stream.get_final_message()
+        with self.client.messages.stream(**kwargs) as stream:
+            return "".join(stream.text_stream), stream.get_final_message()
+
+    async def aclose(self) -> None:
+        await _maybe(self.client.close())
+
+
+@pytest.fixture(params=["sync", "async"])
+async def oa(request: pytest.FixtureRequest, gateway: Any) -> AsyncIterator[OpenAICalls]:
+    calls = OpenAICalls(gateway.url, request.param)
+    yield calls
+    await calls.aclose()
+
+
+@pytest.fixture(params=["sync", "async"])
+async def an(request: pytest.FixtureRequest, gateway: Any) -> AsyncIterator[AnthropicCalls]:
+    calls = AnthropicCalls(gateway.url, request.param)
+    yield calls
+    await calls.aclose()
+
+
 def assert_reached(sim: Any, vendor: str, model: str) -> dict[str, Any]:
     """Exactly one request reached ``vendor`` (and no other vendor), with the provider's key, not the caller's."""
     received = sim.requests()
@@ -52,14 +126,12 @@ def assert_reached(sim: Any, vendor: str, model: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("route", list(ROUTES))
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_openai_sdk_text(gateway: Any, sim: Any, route: str, stream: bool) -> None:
+async def test_openai_sdk_text(oa: OpenAICalls, sim: Any, route: str, stream: bool) -> None:
     vendor, model = ROUTES[route]
-    client = openai_client(gateway.url)
     messages = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "Say the phrase. [[reply:The quick brown fox jumps.]]"}]
     if stream:
-        chunks = list(client.chat.completions.create(model=route, messages=messages, max_tokens=64, stream=True,
-                                                     stream_options={"include_usage": True}))
+        chunks = await oa.chunks(model=route, messages=messages, max_tokens=64, stream_options={"include_usage": True})
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
         usage = chunks[-1].usage
@@ -67,15 +139,14 @@ def test_openai_sdk_text(gateway: Any, sim: Any, route: str, stream: bool) -> No
         assert {c.model for c in chunks} == {model}
         assert finish == ["stop"]
     else:
-        raw = client.chat.completions.with_raw_response.create(model=route, messages=messages, max_tokens=64)
-        completion = raw.parse()
+        completion, headers = await oa.create_raw(model=route, messages=messages, max_tokens=64)
         text = completion.choices[0].message.content or ""
         assert completion.choices[0].finish_reason == "stop"
         assert completion.model == model
         usage = completion.usage
-        assert raw.headers["x-outlast-served-by"] == f"{vendor}/{model}"
-        assert raw.headers["x-outlast-fallback"] == "false"
-        assert len(raw.headers["x-outlast-exchange-id"]) == 32
+        assert headers["x-outlast-served-by"] == f"{vendor}/{model}"
+        assert headers["x-outlast-fallback"] == "false"
+        assert len(headers["x-outlast-exchange-id"]) == 32
     assert text == "The quick brown fox jumps."
     assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
@@ -84,21 +155,17 @@ def test_openai_sdk_text(gateway: Any, sim: Any, route: str, stream: bool) -> No
 
 @pytest.mark.parametrize("route", list(ROUTES))
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_anthropic_sdk_text(gateway: Any, sim: Any, route: str, stream: bool) -> None:
+async def test_anthropic_sdk_text(an: AnthropicCalls, sim: Any, route: str, stream: bool) -> None:
     vendor, model = ROUTES[route]
-    client = anthropic_client(gateway.url)
     kwargs: dict[str, Any] = dict(
         model=route, max_tokens=64, system="Be brief.",
         messages=[{"role": "user", "content": "Say it. [[reply:Pack my box with five dozen jugs.]]"}])
     if stream:
-        with client.messages.stream(**kwargs) as stream_:
-            text = "".join(stream_.text_stream)
-            message = stream_.get_final_message()
+        text, message = await an.stream(**kwargs)
     else:
-        raw = client.messages.with_raw_response.create(**kwargs)
-        message = raw.parse()
-        assert raw.headers["x-outlast-served-by"] == f"{vendor}/{model}"
-        assert raw.headers["x-outlast-fallback"] == "false"
+        message, headers = await an.create_raw(**kwargs)
+        assert headers["x-outlast-served-by"] == f"{vendor}/{model}"
+        assert headers["x-outlast-fallback"] == "false"
         text = "".join(b.text for b in message.content if b.type == "text")
     assert text == "Pack my box with five dozen jugs."
     assert message.model == model
@@ -112,15 +179,13 @@ def test_anthropic_sdk_text(gateway: Any, sim: Any, route: str, stream: bool) ->
 
 @pytest.mark.parametrize("route", list(ROUTES))
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_openai_sdk_tool_round_trip(gateway: Any, sim: Any, route: str, stream: bool) -> None:
+async def test_openai_sdk_tool_round_trip(oa: OpenAICalls, sim: Any, route: str, stream: bool) -> None:
     vendor, model = ROUTES[route]
-    client = openai_client(gateway.url)
     tools = [{"type": "function", "function": {"name": WEATHER["name"], "description": WEATHER["description"],
                                                "parameters": WEATHER["schema"]}}]
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
     if stream:
-        chunks = list(client.chat.completions.create(model=route, messages=messages, tools=tools,  # type: ignore[arg-type]
-                                                     tool_choice="required", max_tokens=200, stream=True))
+        chunks = await oa.chunks(model=route, messages=messages, tools=tools, tool_choice="required", max_tokens=200)
         calls: dict[int, dict[str, str]] = {}
         for chunk in chunks:
             for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
@@ -133,13 +198,13 @@ def test_openai_sdk_tool_round_trip(gateway: Any, sim: Any, route: str, stream: 
         assert len(calls) == 1
         call_id, name, arguments = calls[0]["id"], calls[0]["name"], calls[0]["arguments"]
     else:
-        completion = client.chat.completions.create(model=route, messages=messages, tools=tools,  # type: ignore[arg-type]
-                                                    tool_choice="required", max_tokens=200)
+        completion = await oa.create(model=route, messages=messages, tools=tools, tool_choice="required",
+                                     max_tokens=200)
         assert completion.choices[0].finish_reason == "tool_calls"
         tool_calls = completion.choices[0].message.tool_calls or []
         assert len(tool_calls) == 1
-        call_id, name = tool_calls[0].id, tool_calls[0].function.name  # type: ignore[union-attr]
-        arguments = tool_calls[0].function.arguments  # type: ignore[union-attr]
+        call_id, name = tool_calls[0].id, tool_calls[0].function.name
+        arguments = tool_calls[0].function.arguments
     assert name == "get_weather"
     assert isinstance(json.loads(arguments)["city"], str)
     assert call_id
@@ -149,8 +214,7 @@ def test_openai_sdk_tool_round_trip(gateway: Any, sim: Any, route: str, stream: 
          "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
         {"role": "tool", "tool_call_id": call_id, "content": "18 C and sunny"},
     ]
-    completion = client.chat.completions.create(model=route, messages=messages, tools=tools,  # type: ignore[arg-type]
-                                                max_tokens=200)
+    completion = await oa.create(model=route, messages=messages, tools=tools, max_tokens=200)
     assert completion.choices[0].finish_reason == "stop"
     assert completion.choices[0].message.content
     second = sim.requests()[-1]
@@ -160,54 +224,29 @@ def test_openai_sdk_tool_round_trip(gateway: Any, sim: Any, route: str, stream: 
 
 @pytest.mark.parametrize("route", list(ROUTES))
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_anthropic_sdk_tool_round_trip(gateway: Any, sim: Any, route: str, stream: bool) -> None:
+async def test_anthropic_sdk_tool_round_trip(an: AnthropicCalls, sim: Any, route: str, stream: bool) -> None:
     vendor, model = ROUTES[route]
-    client = anthropic_client(gateway.url)
     tools = [{"name": WEATHER["name"], "description": WEATHER["description"], "input_schema": WEATHER["schema"]}]
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
     kwargs: dict[str, Any] = dict(model=route, max_tokens=200, tools=tools, tool_choice={"type": "any"})
     if stream:
-        with client.messages.stream(messages=messages, **kwargs) as s:
-            message = s.get_final_message()
+        _, message = await an.stream(messages=messages, **kwargs)
     else:
-        message = client.messages.create(messages=messages, **kwargs)
+        message = await an.create(messages=messages, **kwargs)
     assert message.stop_reason == "tool_use"
     uses = [b for b in message.content if b.type == "tool_use"]
     assert len(uses) == 1
     assert uses[0].name == "get_weather"
-    assert isinstance(uses[0].input["city"], str)  # type: ignore[index]
+    assert isinstance(uses[0].input["city"], str)
     messages += [
         {"role": "assistant", "content": [b.model_dump() for b in message.content]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "18 C and sunny"}]},
     ]
-    answer = client.messages.create(messages=messages, model=route, max_tokens=200, tools=tools)
+    answer = await an.create(messages=messages, model=route, max_tokens=200, tools=tools)
     assert answer.stop_reason == "end_turn"
     assert any(b.type == "text" and b.text for b in answer.content)
     assert "18 C and sunny" in json.dumps(sim.requests()[-1]["body"])
     assert [(r["vendor"], r["model"]) for r in sim.requests()] == [(vendor, model)] * 2
-
-
-@pytest.mark.parametrize("route", ["to-anthropic", "to-openai"])
-async def test_async_clients_stream_and_collect(gateway: Any, sim: Any, route: str) -> None:
-    vendor, _ = ROUTES[route]
-    oa = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
-    an = anthropic.AsyncAnthropic(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0)
-    try:
-        stream = await oa.chat.completions.create(
-            model=route, stream=True, max_tokens=32,
-            messages=[{"role": "user", "content": "[[reply:async openai works]]"}])
-        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-        assert text == "async openai works"
-        message = await an.messages.create(model=route, max_tokens=32,
-                                           messages=[{"role": "user", "content": "[[reply:async anthropic works]]"}])
-        assert message.content[0].type == "text" and message.content[0].text == "async anthropic works"
-        async with an.messages.stream(model=route, max_tokens=32,
-                                      messages=[{"role": "user", "content": "[[reply:async stream works]]"}]) as s:
-            assert "".join([t async for t in s.text_stream]) == "async stream works"
-    finally:
-        await oa.close()
-        await an.close()
-    assert [r["vendor"] for r in sim.requests()] == [vendor] * 3
 
 
 def test_models_list_satisfies_both_sdks(gateway: Any) -> None:
