@@ -8,13 +8,15 @@ and happen off the event loop (``asyncio.to_thread``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 import orjson
 import sqlalchemy as sa
 
 from outlast.health.incidents import Incident, Update
 from outlast.health.reports import Report
+from outlast.health.uptime import day_of
 
 metadata = sa.MetaData()
 
@@ -55,6 +57,13 @@ reports = sa.Table(
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("reporter", sa.String(200)),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPruned:
+    uptime_days: int = 0  # (component, day) rows
+    incidents: int = 0
+    reports: int = 0
 
 
 class HealthStore:
@@ -137,3 +146,19 @@ class HealthStore:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(reports).where(reports.c.at >= since).order_by(reports.c.at))
             return [Report(r.at, r.component, r.note, r.reporter) for r in rows]
+
+    def prune(self, now: float, days: int) -> HealthPruned:
+        """Forget what the status page no longer shows: uptime of days before the last ``days``
+        (as :meth:`Uptime.prune <outlast.health.uptime.Uptime.prune>` does in memory), incidents
+        resolved and reports made more than ``days`` ago. An unresolved incident is kept, however old."""
+        cutoff = now - days * 86400.0
+        oldest = (day_of(now) - timedelta(days=days)).isoformat()
+        with self.engine.begin() as conn:
+            removed_uptime = conn.execute(uptime.delete().where(uptime.c.day < oldest)).rowcount
+            old = sa.select(incidents.c.id).where(incidents.c.resolved_at.is_not(None),
+                                                  incidents.c.resolved_at < cutoff)
+            conn.execute(updates.delete().where(updates.c.incident_id.in_(old)))
+            removed_incidents = conn.execute(incidents.delete().where(
+                incidents.c.resolved_at.is_not(None), incidents.c.resolved_at < cutoff)).rowcount
+            removed_reports = conn.execute(reports.delete().where(reports.c.at < cutoff)).rowcount
+        return HealthPruned(removed_uptime, removed_incidents, removed_reports)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class HealthService:
         self._tasks: list[asyncio.Task[Any]] = []
         self.probes: Prober | None = None  # active probes, when any target has them on
         self._last_flush = 0.0
+        self._today: date | None = None  # the day of the last tick: a new one prunes the 90-day history
         self.interval = config.tick  # real seconds between ticks (the demo shortens it with its clock)
 
     @classmethod
@@ -99,7 +100,22 @@ class HealthService:
         changes = self.detector.evaluate()
         now = self.clock()
         await self.flush(force=now - self._last_flush >= 60)
+        await self._rollover(now)
         return changes
+
+    async def _rollover(self, now: float) -> None:
+        """On the first tick of each day, forget uptime, incidents and reports older than
+        ``uptime_days``, in memory and in the store."""
+        today = day_of(now)
+        if today == self._today:
+            return
+        self._today = today
+        self.uptime.prune(today)
+        if self.store is not None:
+            try:
+                await asyncio.to_thread(self.store.prune, now, self.config.uptime_days)
+            except Exception as error:
+                log.warning("old health history not pruned (tried again tomorrow): %s", error)
 
     async def flush(self, force: bool = True) -> None:
         if self.store is None:

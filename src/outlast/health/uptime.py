@@ -75,7 +75,12 @@ class Uptime:
         total = sum(self.percent(component, today - timedelta(days=b)) for b in range(days))
         return total / days
 
-    def prune(self, today: date) -> None:
+    def prune(self, today: date) -> int:
+        """Forget days before the last ``days`` (the health service does at each day's rollover,
+        and ``HealthStore.prune`` in the database); the number of (component, day) entries removed."""
         oldest = today - timedelta(days=self.days)
-        for key in [k for k in self.minutes if k[1] < oldest]:
+        old = [k for k in self.minutes if k[1] < oldest]
+        for key in old:
             del self.minutes[key]
+            self.dirty.discard(key)
+        return len(old)

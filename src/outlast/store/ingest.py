@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slot", required=True, type=Path)
     parser.add_argument("--max-age-days", type=float)
     parser.add_argument("--max-size-mb", type=float)
+    parser.add_argument("--health-days", type=int)
     parser.add_argument("--nice", type=int, default=19)
     parser.add_argument("--idle", type=float, default=0.05)
     args = parser.parse_args(argv)
@@ -162,11 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     from outlast.store.sql import SqlStore
 
     retention = None
-    if args.max_age_days is not None or args.max_size_mb is not None:
+    if args.max_age_days is not None or args.max_size_mb is not None or args.health_days is not None:
         from outlast.store.recorder import apply_retention
 
         def retention(store: Store) -> object:
-            return apply_retention(store, args.max_age_days, args.max_size_mb)
+            return apply_retention(store, args.max_age_days, args.max_size_mb, health_days=args.health_days)
 
     stop = threading.Event()
 

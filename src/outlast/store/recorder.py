@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from outlast.routing.router import Exchange
-from outlast.store.base import Store
+from outlast.store.base import PruneResult, Store
 from outlast.store.ingest import Ingester
 from outlast.store.journal import JournalReader, JournalWriter
 from outlast.store.records import exchange_record
@@ -66,8 +66,8 @@ class Recorder:
     """
 
     def __init__(self, store: Store, journal: Path, *, ingest: str | None = "process",
-                 retention: Retention | None = None, ingest_idle: float = 0.05, max_batch: int = 4096,
-                 commit_delay: float = 0.001) -> None:
+                 retention: Retention | None = None, health_days: int | None = None, ingest_idle: float = 0.05,
+                 max_batch: int = 4096, commit_delay: float = 0.001) -> None:
         self.store = store
         self.journal = JournalWriter(Path(journal))
         self.slot = self.journal.slot
@@ -75,6 +75,8 @@ class Recorder:
         self.retention = retention
         self.journaled = 0  # exchanges made durable in the journal
         self.batches = 0  # journal appends (fsyncs)
+        self.unrecorded = 0  # exchanges answered without a record: the journal could not be written
+        self.journal_failures = 0  # journal appends that failed (disk full, I/O error)
         self._pending: deque[Any] = deque()
         # How many exchanges are being answered right now (the gateway sets it); see commit_delay.
         self.siblings: Callable[[], int] | None = None
@@ -89,11 +91,12 @@ class Recorder:
         self._ingest_stop = threading.Event()
         self._ingest_thread: threading.Thread | None = None
         self._ingest_process: subprocess.Popen[bytes] | None = None
+        limits: Retention = retention if retention is not None else (None, None)
         if ingest == "thread":
             prune = None
-            if retention is not None:
+            if retention is not None or health_days is not None:
                 def prune(s: Store) -> object:
-                    return apply_retention(s, *retention)
+                    return apply_retention(s, *limits, health_days=health_days)
             self.ingester = Ingester(store, self.slot, idle=ingest_idle, retention=prune)
             self._ingest_thread = threading.Thread(target=self.ingester.run, args=(self._ingest_stop,),
                                                    name="outlast-ingest", daemon=True)
@@ -101,10 +104,10 @@ class Recorder:
         elif ingest == "process":
             argv = [sys.executable, "-m", "outlast.store.ingest", "--url", store.url, "--slot", str(self.slot),
                     "--idle", str(ingest_idle)]
-            if retention is not None:
-                for flag, value in zip(("--max-age-days", "--max-size-mb"), retention, strict=True):
-                    if value is not None:
-                        argv += [flag, str(value)]
+            for flag, value in zip(("--max-age-days", "--max-size-mb", "--health-days"), (*limits, health_days),
+                                   strict=True):
+                if value is not None:
+                    argv += [flag, str(value)]
             self._ingest_process = subprocess.Popen(argv, stdin=subprocess.PIPE)
         elif ingest is not None:
             raise ValueError(f"ingest must be 'process', 'thread' or None, not {ingest!r}")
@@ -159,6 +162,13 @@ class Recorder:
             "# HELP outlast_journal_fsyncs_total Journal appends, one fsync each (group commit).",
             "# TYPE outlast_journal_fsyncs_total counter",
             f"outlast_journal_fsyncs_total {self.batches}",
+            "# HELP outlast_journal_write_failures_total Journal appends that failed (disk full, I/O error).",
+            "# TYPE outlast_journal_write_failures_total counter",
+            f"outlast_journal_write_failures_total {self.journal_failures}",
+            "# HELP outlast_journal_unrecorded_exchanges_total Exchanges answered but not recorded: "
+            "their journal append failed.",
+            "# TYPE outlast_journal_unrecorded_exchanges_total counter",
+            f"outlast_journal_unrecorded_exchanges_total {self.unrecorded}",
         ]
 
     @property
@@ -248,13 +258,16 @@ class Recorder:
                 self._idle = False
 
     def _write(self, lines: list[bytes]) -> None:
-        """Append and fsync (the caller holds ``_writing``); a failure is logged, never raised:
-        the answer goes out even when it cannot be recorded."""
+        """Append and fsync (the caller holds ``_writing``); a failure is logged and counted
+        (``outlast_journal_unrecorded_exchanges_total`` on /metrics), never raised: the answer
+        goes out even when it cannot be recorded, since refusing it would not make it stored."""
         try:
             self.journal.append(b"".join(lines))
             self.journaled += len(lines)
             self.batches += 1
         except OSError:
+            self.journal_failures += 1
+            self.unrecorded += len(lines)
             log.exception("cannot write the journal in %s: %d exchanges not recorded", self.slot, len(lines))
 
     def _append(self, batch: list[tuple[bytes, asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
@@ -282,20 +295,31 @@ def _has_history(exchange: Exchange) -> bool:
     return request is not None and any(m.role == "assistant" for m in request.messages)
 
 
-def apply_retention(store: Store, max_age_days: float | None, max_size_mb: float | None) -> object:
-    """Prune by the configured age and size (``None``: no limit)."""
-    if max_age_days is None and max_size_mb is None:
-        return None
-    older_than = time.time() - max_age_days * 86400 if max_age_days is not None else None
-    max_bytes = int(max_size_mb * 1024 * 1024) if max_size_mb is not None else None
-    result = store.prune(older_than=older_than, max_bytes=max_bytes)
-    log.info("retention: removed %d exchanges and %d conversations", result.exchanges, result.conversations)
+def apply_retention(store: Store, max_age_days: float | None, max_size_mb: float | None, *,
+                    health_days: int | None = None, now: float | None = None) -> PruneResult | None:
+    """Prune by the configured age and size (``None``: no limit; ``0`` days: everything recorded
+    so far), and the health history (uptime, incidents, reports) beyond ``health_days``."""
+    now = time.time() if now is None else now
+    result = None
+    if max_age_days is not None or max_size_mb is not None:
+        older_than = now - max_age_days * 86400 if max_age_days is not None else None
+        max_bytes = int(max_size_mb * 1024 * 1024) if max_size_mb is not None else None
+        result = store.prune(older_than=older_than, max_bytes=max_bytes)
+        log.info("retention: removed %d exchanges and %d conversations", result.exchanges, result.conversations)
+    engine = getattr(store, "engine", None)  # the health history lives in the same database
+    if health_days is not None and engine is not None:
+        from outlast.health.persist import HealthStore
+
+        pruned = HealthStore(engine).prune(now, health_days)
+        log.info("retention: removed %d days of uptime, %d incidents and %d reports older than %d days",
+                 pruned.uptime_days, pruned.incidents, pruned.reports, health_days)
     return result
 
 
 def open_recorder(config: Config, directory: Path | None = None) -> Recorder:
     """The recorder ``outlast serve`` runs: the configured store (default: SQLite in the data
-    directory), its journal beside it, and the configured retention applied hourly."""
+    directory), its journal beside it, and the configured retention (with the health history's
+    ``uptime_days``) applied hourly."""
     from outlast.config import data_dir
     from outlast.store import journal_path, store_url
     from outlast.store.sql import SqlStore
@@ -306,4 +330,5 @@ def open_recorder(config: Config, directory: Path | None = None) -> Recorder:
     if retention.max_age_days is not None or retention.max_size_mb is not None:
         limits = (retention.max_age_days, retention.max_size_mb)
     url = store_url(config.store, directory)
-    return Recorder(SqlStore(url), journal_path(url, directory), retention=limits)
+    return Recorder(SqlStore(url), journal_path(url, directory), retention=limits,
+                    health_days=config.health.uptime_days)
