@@ -3,8 +3,11 @@ delivered in both formats and retried with backoff."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,3 +115,89 @@ async def test_a_webhook_that_never_answers_is_dropped_after_its_attempts() -> N
     await hooks.drain()
     await hooks.aclose()
     assert waits == [1.0, 2.0] and hooks.dropped == 1 and hooks.delivered == 0
+
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+# Statuspage's subscriber links: outlast has no subscriber management, so it has nothing to link to.
+NOT_SENT = {"meta.unsubscribe", "meta.documentation"}
+
+
+def assert_shape(expected: Any, got: Any, where: str = "") -> None:
+    """``got`` has every key ``expected`` has, with a value of the same kind (times as ISO 8601 with
+    milliseconds and Z); lists are compared element by element against ``expected``'s first element."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict), where
+        for key, value in expected.items():
+            path = f"{where}.{key}".lstrip(".")
+            if path in NOT_SENT:
+                continue
+            assert key in got, f"{path} missing"
+            assert_shape(value, got[key], path)
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and got, f"{where}: expected a non-empty list, got {got!r}"
+        for item in got:
+            assert_shape(expected[0], item, where + "[]")
+    elif expected is None:
+        assert got is None or isinstance(got, str | bool | int | list | dict), where
+        if where.endswith("_at") and got is not None:
+            assert ISO.match(got), f"{where}: {got!r} is not ISO 8601"
+    elif isinstance(expected, bool):
+        assert isinstance(got, bool), f"{where}: {got!r} is not a boolean"
+    elif isinstance(expected, int):
+        assert isinstance(got, int) and not isinstance(got, bool), f"{where}: {got!r} is not an integer"
+    else:
+        assert isinstance(got, str), f"{where}: {got!r} is not a string"
+        if where.endswith("_at"):
+            assert ISO.match(got), f"{where}: {got!r} is not ISO 8601"
+
+
+STATES = {"anthropic": "partial_outage", "anthropic/claude-opus-4-6": "major_outage", "openai": "operational"}
+
+
+def test_json_webhook_has_the_shape_of_a_statuspage_webhook(fixtures_dir: Path) -> None:
+    fixture = json.loads((fixtures_dir / "status" / "statuspage-webhook-incident-created.json").read_text())
+    states = dict(STATES)
+    hooks = Webhooks([Hook("http://127.0.0.1:9/json")], base_url="https://outlast.example.com/",
+                     states=lambda: list(states.items()))
+    i = incident()
+    page = {"id": "p1", "indicator": "major", "description": "Partial System Outage"}
+    hooks.enqueue(i, i.updates[-1], page)
+    _, opened = hooks.queue.get_nowait()
+    assert_shape(fixture, opened)
+    assert opened["meta"]["event"] == "incident.opened"
+    assert opened["meta"]["generated_at"] == "2026-06-02T06:04:26.000Z"
+    assert opened["incident"]["shortlink"] == f"https://outlast.example.com/ui/incidents/{i.id}"
+    assert opened["incident"]["page_id"] == "p1"
+    assert [(c["name"], c["status"], c["position"]) for c in opened["incident"]["components"]] == [
+        ("anthropic/claude-opus-4-6", "major_outage", 2), ("anthropic", "partial_outage", 1)]
+    (latest,) = opened["incident"]["incident_updates"]
+    assert [(a["name"], a["old_status"], a["new_status"]) for a in latest["affected_components"]] == [
+        ("anthropic/claude-opus-4-6", "operational", "major_outage"), ("anthropic", "operational", "partial_outage")]
+    assert {a["code"] for a in latest["affected_components"]} == {c["id"] for c in opened["incident"]["components"]}
+
+    # the next update: old_status is what the receiver was told last time
+    states["anthropic/claude-opus-4-6"] = "partial_outage"
+    i.update(1780380326.0, "identified", "cause stable")
+    hooks.enqueue(i, i.updates[-1], page)
+    _, updated = hooks.queue.get_nowait()
+    assert updated["meta"]["event"] == "incident.updated"
+    newest, older = updated["incident"]["incident_updates"]
+    assert [(a["old_status"], a["new_status"]) for a in newest["affected_components"]] == [
+        ("major_outage", "partial_outage"), ("partial_outage", "partial_outage")]
+    assert older["affected_components"] is None  # only the update being sent says what changed
+
+    i.update(1780382000.0, "resolved", "recovered")
+    hooks.enqueue(i, i.updates[-1], page)
+    _, resolved = hooks.queue.get_nowait()
+    assert resolved["meta"]["event"] == "incident.resolved"
+    assert [(a["old_status"], a["new_status"]) for a in resolved["incident"]["incident_updates"][0][
+        "affected_components"]] == [("partial_outage", "operational"), ("partial_outage", "operational")]
+    assert ISO.match(resolved["incident"]["resolved_at"])
+
+
+def test_without_a_known_address_the_shortlink_stays_relative() -> None:
+    hooks = Webhooks([Hook("http://127.0.0.1:9/json")])
+    i = incident()
+    hooks.enqueue(i, i.updates[-1], {"id": "p1"})
+    _, body = hooks.queue.get_nowait()
+    assert body["incident"]["shortlink"] == f"/ui/incidents/{i.id}"

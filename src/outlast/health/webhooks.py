@@ -1,15 +1,19 @@
 """Webhooks on incident open, update and resolve: JSON (Statuspage's webhook shape) or
-Slack-compatible (``{"text": ...}``), delivered in the background and retried with backoff."""
+Slack-compatible (``{"text": ...}``), delivered in the background and retried with backoff.
+
+The JSON payload follows a Statuspage ``incident.created`` webhook (``shared/fixtures/status/``):
+ISO 8601 times, the affected components with their old and new status, and an absolute
+``shortlink`` built from ``base_url`` (where outlast is reached), when one is known."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from outlast.health.incidents import CAUSES, Incident, Update, clock_text
+from outlast.health.incidents import CAUSES, Incident, Update, clock_text, stamp
 
 log = logging.getLogger("outlast.health.webhooks")
 
@@ -26,18 +30,21 @@ def event_name(incident: Incident, update: Update) -> str:
     return "incident.resolved" if update.status == "resolved" else "incident.updated"
 
 
-def payload(hook: Hook, incident: Incident, update: Update, page: dict[str, Any]) -> dict[str, Any]:
-    from outlast.web.statuspage import incident_document
+def payload(hook: Hook, incident: Incident, update: Update, page: dict[str, Any], *, base_url: str = "",
+            states: Sequence[tuple[str, str]] = (), told: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What ``hook`` is sent for ``update``. ``states`` is every component's (name, status) now;
+    ``told`` what this incident's components were last reported as (nothing yet: operational)."""
+    from outlast.web.statuspage import webhook_incident
 
     if hook.format == "slack":
         icon = {"investigating": ":rotating_light:", "identified": ":mag:", "monitoring": ":eyes:",
                 "resolved": ":white_check_mark:"}.get(update.status, ":information_source:")
         return {"text": f"{icon} *{incident.title}* is {update.status} ({CAUSES.get(incident.cause, incident.cause)})"
                         f"\n{update.body}\n_{clock_text(update.at)}_"}
-    return {"meta": {"event": event_name(incident, update), "generated_at": clock_text(update.at)},
+    return {"meta": {"event": event_name(incident, update), "generated_at": stamp(update.at)},
             "page": {"id": page.get("id"), "status_indicator": page.get("indicator"),
                      "status_description": page.get("description")},
-            "incident": incident_document(incident)}
+            "incident": webhook_incident(incident, str(page.get("id") or ""), states, base_url, told or {})}
 
 
 Post = Callable[[str, dict[str, Any]], Awaitable[int]]
@@ -47,8 +54,14 @@ class Webhooks:
     """A queue and one worker; ``attempts`` tries per delivery, waiting ``backoff`` x 2^n between."""
 
     def __init__(self, hooks: Sequence[Hook], *, attempts: int = 5, backoff: float = 1.0,
-                 post: Post | None = None, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+                 post: Post | None = None, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 base_url: str | None = None, states: Callable[[], Sequence[tuple[str, str]]] | None = None) -> None:
         self.hooks = list(hooks)
+        # Where receivers reach outlast (for the absolute shortlink): set by whoever knows it,
+        # the configuration or the server that serves the gateway.
+        self.base_url = base_url
+        self.states = states  # every component's (name, status), in page order
+        self._told: dict[str, dict[str, str]] = {}  # incident id -> component -> status last sent
         self.attempts = attempts
         self.backoff = backoff
         self.sleep = sleep
@@ -59,8 +72,18 @@ class Webhooks:
         self.dropped = 0
 
     def enqueue(self, incident: Incident, update: Update, page: dict[str, Any]) -> None:
-        for hook in self.hooks:
-            self.queue.put_nowait((hook, payload(hook, incident, update, page)))
+        states = list(self.states()) if self.states is not None else []
+        told = self._told.setdefault(incident.id, {})
+        base = (self.base_url or "").rstrip("/")
+        bodies = [(hook, payload(hook, incident, update, page, base_url=base, states=states, told=told))
+                  for hook in self.hooks]
+        now = dict(states)
+        for name in incident.components:
+            told[name] = "operational" if incident.resolved else now.get(name, "operational")
+        if incident.resolved:
+            del self._told[incident.id]
+        for hook, body in bodies:
+            self.queue.put_nowait((hook, body))
 
     async def post(self, url: str, body: dict[str, Any]) -> int:
         if self._post is not None:

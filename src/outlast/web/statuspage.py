@@ -6,6 +6,7 @@ can read outlast's. Field names and enumerations follow the real documents in
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
@@ -57,18 +58,22 @@ def page_status(health: HealthService) -> dict[str, str]:
     return {"id": page_id(health), "indicator": worst, "description": DESCRIPTION[worst]}
 
 
+def _component(name: str, status: str, position: int, pid: str, updated: str | None) -> dict[str, Any]:
+    return {"id": short_id("component", name), "name": name, "status": status, "created_at": CREATED,
+            "updated_at": updated, "position": position, "description": None, "showcase": True,
+            "start_date": "2026-01-01", "group_id": None, "page_id": pid, "group": False,
+            "only_show_if_degraded": False}
+
+
 def components(health: HealthService) -> list[dict[str, Any]]:
     pid = page_id(health)
     updated = stamp(health.clock())
-    return [{"id": short_id("component", name), "name": name, "status": status, "created_at": CREATED,
-             "updated_at": updated, "position": position, "description": None, "showcase": True,
-             "start_date": "2026-01-01", "group_id": None, "page_id": pid, "group": False,
-             "only_show_if_degraded": False}
+    return [_component(name, status, position, pid, updated)
             for position, (name, status) in enumerate(component_states(health), start=1)]
 
 
-def incident_document(incident: Incident, pid: str | None = None, statuses: dict[str, str] | None = None
-                      ) -> dict[str, Any]:
+def incident_document(incident: Incident, pid: str | None = None, statuses: dict[str, str] | None = None,
+                      base_url: str = "") -> dict[str, Any]:
     statuses = statuses or {}
     affected = [{"id": short_id("component", c), "name": c,
                  "status": statuses.get(c, "operational") if not incident.resolved else "operational"}
@@ -85,8 +90,40 @@ def incident_document(incident: Incident, pid: str | None = None, statuses: dict
     return {"id": incident.id, "name": incident.title, "status": incident.status, "impact": incident.impact,
             "created_at": stamp(incident.opened_at), "updated_at": stamp(last),
             "started_at": stamp(incident.started_at), "monitoring_at": stamp(incident.monitoring_at),
-            "resolved_at": stamp(incident.resolved_at), "shortlink": f"/ui/incidents/{incident.id}",
+            "resolved_at": stamp(incident.resolved_at), "shortlink": f"{base_url}/ui/incidents/{incident.id}",
             "page_id": pid or "", "components": affected, "incident_updates": updates}
+
+
+# Fields of a Statuspage webhook's incident that outlast has nothing to put in: constant, so a
+# receiver written for Statuspage finds every key it reads.
+_WEBHOOK_INCIDENT = {"postmortem_ignored": False, "postmortem_body": None, "postmortem_body_last_updated_at": None,
+                     "postmortem_published_at": None, "postmortem_notified_subscribers": False,
+                     "postmortem_notified_twitter": False, "backfilled": False, "scheduled_for": None,
+                     "scheduled_until": None, "scheduled_remind_prior": False, "scheduled_reminded_at": None,
+                     "impact_override": None, "scheduled_auto_in_progress": False, "scheduled_auto_completed": False}
+
+
+def webhook_incident(incident: Incident, pid: str, states: Sequence[tuple[str, str]], base_url: str,
+                     told: Mapping[str, str]) -> dict[str, Any]:
+    """The ``incident`` of a Statuspage-shaped webhook: :func:`incident_document` with an absolute
+    ``shortlink``, the affected components in full, and the newest update's ``affected_components``
+    (``old_status`` as this receiver was last told, ``operational`` at first; ``new_status`` now).
+    ``states`` is every component's (name, status), in page order."""
+    statuses = dict(states)
+    document = incident_document(incident, pid, statuses, base_url)
+    position = {name: i for i, (name, _) in enumerate(states, start=1)}
+    updated = document["updated_at"]
+    now = {c["name"]: c["status"] for c in document["components"]}
+    document["components"] = [_component(name, now[name], position.get(name, len(position) + 1), pid, updated)
+                              for name in incident.components]
+    document.update(_WEBHOOK_INCIDENT)
+    for update in document["incident_updates"]:
+        update.update(wants_twitter_update=False, twitter_updated_at=None)
+    if document["incident_updates"]:
+        document["incident_updates"][0]["affected_components"] = [
+            {"code": short_id("component", name), "name": name, "old_status": told.get(name, "operational"),
+             "new_status": now[name]} for name in incident.components]
+    return document
 
 
 def incidents(health: HealthService, *, unresolved: bool = False, limit: int = 50) -> list[dict[str, Any]]:
