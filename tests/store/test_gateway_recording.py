@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -131,3 +134,54 @@ def test_metrics_count_journal_commits_and_their_fsyncs(recording_gateway: Any) 
     assert values["outlast_journal_exchanges_total"] == 3
     # one after another: nothing else in flight, so each commit had its own fsync
     assert values["outlast_journal_fsyncs_total"] == 3
+
+
+def test_a_stream_the_client_abandons_is_stored_as_far_as_it_got(recording_gateway: Any, store_url: str,
+                                                                 sim: Any) -> None:
+    sim.add_fault(vendor="openai", mode="slow", gap_ms=250)  # a long answer, one word at a time
+    words = " ".join(f"word{n}" for n in range(40))
+    oa = openai.OpenAI(base_url=f"{recording_gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
+    received = ""
+    with oa.chat.completions.with_streaming_response.create(
+            model="to-openai", stream=True,
+            messages=[{"role": "user", "content": f"say [[reply:{words}]]"}]) as response:
+        exchange_id = response.headers["x-outlast-exchange-id"]
+        for chunk in response.parse():
+            received += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+            if "word2" in received:
+                break  # leaving the block closes the connection mid-answer
+    recorder = recording_gateway.recorder
+    deadline = time.monotonic() + 30
+    while recorder.journaled < 1 and time.monotonic() < deadline:  # committed once the gateway notices
+        time.sleep(0.02)
+    assert recorder.wait_ingested()
+    store = SqlStore(store_url)
+    try:
+        row = store.get_exchange(exchange_id)
+    finally:
+        store.close()
+    assert row is not None, "the abandoned exchange was not recorded"
+    assert row["client_disconnected"] is True
+    stored = orjson.loads(row["response"])["content"][0]["text"]
+    assert stored.startswith("word0 word1 word2") and "word39" not in stored
+
+
+def test_an_answer_that_cannot_be_journaled_still_goes_out_and_is_counted(recording_gateway: Any) -> None:
+    import httpx
+
+    journal = recording_gateway.recorder.journal
+    full = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC: a full disk
+    try:
+        os.dup2(full, journal._fd)
+    finally:
+        os.close(full)
+    url = recording_gateway.url
+    answer = httpx.post(f"{url}/v1/chat/completions", headers={"authorization": f"Bearer {MASTER_KEY}"},
+                        timeout=20, json={"model": "to-openai", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("outlast_journal_")}
+    assert values["outlast_journal_unrecorded_exchanges_total"] == 1
+    assert values["outlast_journal_write_failures_total"] == 1
+    assert values["outlast_journal_exchanges_total"] == 0

@@ -245,6 +245,7 @@ class ModelEndpoint:
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, task))
         # Kept only when a sink wants the answer; the last event waits for the commit.
         received: list[Event] | None = [first] if self.sinks else None
+        committed = abandoned = False
         try:
             chunk = renderer.render(first)
             if chunk:
@@ -259,12 +260,14 @@ class ModelEndpoint:
                     if received is not None:
                         received.append(event)
                         if isinstance(event, Stop):
+                            committed = True
                             await self._commit(exchange, received)
                     chunk = renderer.render(event)
                     if chunk:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except (UpstreamError, AllAttemptsFailed) as error:
                 log.warning("exchange %s: stream broke off: %s", exchange.id, _describe(error))
+                committed = True
                 await self._commit(exchange, received)
                 chunk = renderer.error(_kind_for(error.kind), f"the answer broke off: {_describe(error)}")
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -275,10 +278,14 @@ class ModelEndpoint:
             # The client went away: the router's generator is closed below, which
             # closes the upstream connection too.
             task.uncancel()
-            exchange.client_disconnected = True
+            exchange.client_disconnected = abandoned = True
         finally:
             watcher.cancel()
             await events.aclose()
+        if abandoned and not committed:
+            # Recorded as far as it got, once the router has closed the attempt (after aclose);
+            # the client is gone, so the journal's fsync holds nobody up.
+            await self._commit(exchange, received)
 
 
 def _describe(error: UpstreamError | AllAttemptsFailed) -> str:
