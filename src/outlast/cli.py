@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import click
 from rich.console import Console
@@ -98,7 +99,7 @@ def demo(duration: float, scenario: str, sim_port: int | None, gateway_port: int
     """Simulated providers with a scripted outage, the gateway, traffic, and a live view."""
     from rich.console import Console
 
-    from outlast.demo import DemoOptions, run_demo, summary_lines
+    from outlast.demo import DemoOptions, Tally, run_demo, summary_lines
     from outlast.sim.scenario import load_scenario
 
     try:
@@ -110,17 +111,19 @@ def demo(duration: float, scenario: str, sim_port: int | None, gateway_port: int
     console = Console()
     console.print(f"outlast demo: scenario {scenario} compressed into {duration:.0f} s; Ctrl-C stops it.",
                   highlight=False)
-    from outlast.demo import Tally
-
-    tally: Tally | None = None
+    tally = Tally()
     try:
-        tally = run_demo(options, console=console)
-    except KeyboardInterrupt:
-        console.print("stopped; everything the demo started has been shut down.")
-        return
+        run_demo(options, console=console, tally=tally)
+    except KeyboardInterrupt:  # while starting or stopping: the servers are down all the same
+        tally.interrupted = True
+        tally.finished = tally.finished or time.monotonic()
+    if tally.interrupted:
+        console.print("stopped; everything the demo started has been shut down. What ran until then:")
     console.print("\n[bold]outlast demo: summary[/]")
     for line in summary_lines(tally):
-        console.print("  " + line, highlight=False)
+        console.print("  " + line, highlight=False, soft_wrap=True)  # commands stay whole, to copy
+    if tally.interrupted:
+        sys.exit(130)  # the shell's convention for a run ended by Ctrl-C
 
 
 def _register_optional() -> None:

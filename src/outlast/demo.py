@@ -3,7 +3,8 @@ traffic in both dialects, and a live view of what clients saw.
 
 Everything runs in this one process (the simulator and the gateway each in their own
 thread and event loop, the traffic in the main one), so Ctrl-C stops all of it and
-nothing is left running.
+nothing is left running; the summary then covers what ran until then. docs/demo.md
+describes the options and the summary.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Tally:
     first_failure_seconds: float | None = None  # scenario seconds at outlast's first failed attempt
     data_dir: Path | None = None  # where the demo's exchanges were recorded
     health: Any = None  # the gateway's HealthService: outlast's own incidents
+    finished: float | None = None  # monotonic: when the traffic stopped
+    interrupted: bool = False  # stopped by Ctrl-C before its time was up
 
     def incident(self) -> Any:
         incidents = self.health.detector.incidents if self.health is not None else []
@@ -229,8 +232,11 @@ def stored_exchanges(directory: Path | None) -> int | None:
 
 
 def summary_lines(tally: Tally) -> list[str]:
+    ran = (tally.finished or time.monotonic()) - tally.started
+    unfinished = tally.sent - tally.ok - tally.failed if tally.interrupted else 0
     lines = [
-        f"requests sent:                 {tally.sent}",
+        f"ran for:                       {ran:.0f} s" + (" (stopped by Ctrl-C)" if tally.interrupted else ""),
+        f"requests sent:                 {tally.sent}" + (f" ({unfinished} cut short by Ctrl-C)" if unfinished else ""),
         f"failed, as clients saw them:   {tally.failed}",
         f"answered after a failover:     {tally.failed_over}",
         "served by:                     " + (", ".join(f"{k} {v}" for k, v in tally.served_by.most_common()) or "-"),
@@ -252,7 +258,10 @@ def summary_lines(tally: Tally) -> list[str]:
         lines.append(f"vendor status page said so:    {tally.vendor_ack:%H:%M:%S} UTC (simulated)")
     if first is not None and tally.vendor_ack is not None:
         lead = (tally.vendor_ack - first).total_seconds() / 60
-        lines.append(f"outlast knew {lead:.0f} simulated minutes before the vendor said so")
+        if lead >= 0:
+            lines.append(f"outlast knew {lead:.0f} simulated minutes before the vendor said so")
+        else:  # a run too short to see the outage begin
+            lines.append(f"the vendor said so {-lead:.0f} simulated minutes before outlast saw a failure")
     return lines
 
 
@@ -265,6 +274,8 @@ def render_view(tally: Tally, options: DemoOptions, gateway_url: str, sim_url: s
     head.add_row("scenario", f"{options.scenario}   simulated time {tally.clock_label()}   "
                              f"phase {tally.scenario_phase}")
     head.add_row("gateway", f"{gateway_url}   (metrics at {gateway_url}/metrics, health at {gateway_url}/healthz)")
+    head.add_row("dashboard", f"{gateway_url}/ui/   (sign in with the key {DEMO_KEY})   status page "
+                              f"{gateway_url}/status")
     head.add_row("simulator", f"{sim_url}   (state at {sim_url}/_sim/state)")
     head.add_row("vendor page", tally.vendor_status)
     incident = tally.incident()
@@ -305,18 +316,34 @@ class DemoOptions:
     data_dir: Path | None = None
 
 
-def run_demo(options: DemoOptions, console: Any = None) -> Tally:
-    """Run the whole demo; returns the tally. Raises KeyboardInterrupt through, after cleaning up."""
+def where_lines(gateway_url: str, sim_url: str) -> list[str]:
+    """Where to look while the demo runs: printed at the start, with or without the live view."""
+    return [
+        f"gateway:    {gateway_url}   (OpenAI SDKs: base_url {gateway_url}/v1, Anthropic SDKs: {gateway_url}; "
+        f"key {DEMO_KEY})",
+        f"dashboard:  {gateway_url}/ui/   (sign in with the key {DEMO_KEY})",
+        f"status:     {gateway_url}/status   (Statuspage API: {gateway_url}/api/v2/summary.json)",
+        f"simulator:  {sim_url}   (state at {sim_url}/_sim/state)",
+    ]
+
+
+def run_demo(options: DemoOptions, console: Any = None, tally: Tally | None = None) -> Tally:
+    """Run the whole demo and return its tally (``tally``, when given, is filled in as it goes).
+    Ctrl-C during the run ends it early: everything started is shut down and the tally, marked
+    ``interrupted``, is returned. A Ctrl-C while starting or stopping is raised through."""
+    from rich.console import Console
+
     from outlast.sim.app import build_app
     from outlast.sim.scenario import load_scenario
     from outlast.sim.server import SimHttpProtocol
 
+    console = console or Console()
     scenario = load_scenario(options.scenario)
     # The live view shows every failure; log lines would only scribble over it.
     logging.getLogger("outlast").addHandler(logging.NullHandler())
     logging.getLogger("outlast").propagate = False
     time_scale = max(1.0, scenario.duration / options.duration) if scenario.duration else None
-    tally = Tally()
+    tally = tally or Tally()
     # The demo records into a store of its own, fresh each run, never the user's.
     demo_dir = options.data_dir or data_dir() / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
@@ -340,7 +367,10 @@ def run_demo(options: DemoOptions, console: Any = None) -> Tally:
         gateway.router.listeners.append(
             DemoListener(tally, lambda: scenario_seconds_now(tally, time_scale or 1.0)))
         with BackgroundServer(gateway, port=options.gateway_port, log_level="critical") as server:
-            until = time.monotonic() + options.duration
+            for line in where_lines(server.url, sim.url):
+                console.print(line, highlight=False, soft_wrap=True)
+            tally.started = time.monotonic()
+            until = tally.started + options.duration
 
             async def main() -> None:
                 jobs = [traffic(server.url, tally, until, options.concurrency, options.interval),
@@ -349,7 +379,11 @@ def run_demo(options: DemoOptions, console: Any = None) -> Tally:
                     jobs.append(_live(tally, options, server.url, sim.url, until, console))
                 await asyncio.gather(*jobs)
 
-            asyncio.run(main())
+            try:
+                asyncio.run(main())
+            except KeyboardInterrupt:  # asyncio.run has cancelled the traffic; the servers stop below
+                tally.interrupted = True
+            tally.finished = time.monotonic()
     return tally
 
 
