@@ -3,11 +3,14 @@ the highest wins; and it stays cheap on large requests."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import pytest
 
 from outlast.dialects.canonical import Message, Request, Text, ToolResult, ToolUse
 from outlast.policy.classify import Classifier, DataClasses, UnknownDataClass
-from outlast.policy.detectors import find_personal, find_secrets, iban_valid, luhn
+from outlast.policy.detectors import _GATES, find_personal, find_secrets, iban_valid, luhn
 
 
 def request(*texts: str) -> Request:
@@ -29,6 +32,51 @@ def kinds(text: str) -> set[str]:
 ])
 def test_secrets_are_found_by_their_detector(text: str, kind: str) -> None:
     assert kind in kinds(text)
+
+
+# A secret for every detector pattern that ignores case (detect-secrets' AWS secret access key by
+# its variable name, Slack tokens and webhooks), written as it appears in lower case.
+CASE_INSENSITIVE = [
+    ('{"aws_secret_access_key": "wjalrxutnfemi/k7mdeng/bpxrficyexamplekey"}', "AWS Access Key"),
+    ("export aws_session_token='wjalrxutnfemi/k7mdeng/bpxrficyexamplekey'", "AWS Access Key"),
+    ("xoxb-123456789012-abcdefghij", "Slack Token"),
+    ("post to https://hooks.slack.com/services/t0001/b0002/abcdefghij", "Slack Token"),
+]
+
+
+def _mixed(text: str) -> str:
+    return "".join(c.upper() if i % 2 else c.lower() for i, c in enumerate(text))
+
+
+CASES: dict[str, Callable[[str], str]] = {"lower": str.lower, "upper": str.upper, "mixed": _mixed,
+                                          "title": str.title}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(("text", "kind"), CASE_INSENSITIVE)
+def test_a_case_insensitive_pattern_finds_its_secret_written_in_any_case(text: str, kind: str, case: str) -> None:
+    written = CASES[case](text)
+    found = [f for f in find_secrets(written) if f.kind == kind]
+    assert found, f"{kind} not found in {written!r}"
+    # the finding covers the secret itself, wherever the case put it
+    assert any(written[f.start:f.end].lower() in text.lower() and f.end - f.start >= 28 for f in found)
+
+
+def test_the_aws_secret_access_key_in_upper_case_json_is_a_secret() -> None:
+    document = '{"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}'
+    classified = Classifier(DataClasses()).classify(request(document))
+    assert classified.data_class == "secret" and classified.kinds() == ["AWS Access Key"]
+
+
+def test_every_case_insensitive_pattern_has_an_example_in_every_case() -> None:
+    # A detector update that adds a case-insensitive pattern must add its example above.
+    patterns = {p.pattern for g in _GATES for p in g.patterns if p.flags & re.IGNORECASE}
+    assert patterns, "detect-secrets changed: no pattern ignores case any more"
+    covered = {p.pattern for g in _GATES for p in g.patterns if p.flags & re.IGNORECASE
+               for text, _ in CASE_INSENSITIVE if p.search(text)}
+    assert covered == patterns
+    # and the gate in front of each one lets every spelling through
+    assert all(g.ignore_case for g in _GATES if any(p.flags & re.IGNORECASE for p in g.patterns))
 
 
 @pytest.mark.parametrize(("text", "kind"), [

@@ -62,6 +62,16 @@ def test_each_secret_gets_one_placeholder_numbered_by_first_appearance() -> None
     assert SECRET not in repr(redaction) and GITHUB not in repr(redaction)
 
 
+@pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "aws_secret_access_key", "Aws_Secret_Access_Key"])
+def test_an_aws_secret_access_key_is_redacted_whatever_the_case_of_its_name(name: str) -> None:
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    found = redact(user(f'{{"{name}": "{key}"}}'))
+    assert found is not None
+    redacted, redaction = found
+    assert redacted.messages[0].content[0].text == f'{{"{name}": "{ONE}"}}'  # type: ignore[union-attr]
+    assert redaction.kinds == ["AWS Access Key"] and redaction.by_placeholder == {ONE: key}
+
+
 def test_nothing_to_redact_gives_none_and_untouched_parts_stay_the_same_objects() -> None:
     assert redact(user("hello", "a@example.com")) is None
     plain = Message("user", (Text("nothing here"),))

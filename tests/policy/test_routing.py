@@ -54,6 +54,23 @@ def test_a_secret_with_its_only_approved_provider_down_is_refused_with_the_polic
     assert [r["model"] for r in sim.requests()] and all(r["model"] == "claude-opus-4-6" for r in sim.requests())
 
 
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS's documented example secret access key
+
+
+@pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "aws_secret_access_key", "Aws_Secret_Access_Key"])
+@pytest.mark.parametrize("dialect", ["anthropic", "openai"])
+def test_an_aws_secret_access_key_in_any_case_never_reaches_an_unapproved_vendor(
+        policy: Any, sim: Any, dialect: str, name: str) -> None:
+    sim.add_fault(vendor="anthropic", model="claude-opus-4-6", mode="status", status=529)
+    text = f'here is my config {{"{name}": "{AWS_SECRET}"}} {REPLY}'
+    response = call(policy.url, "gov-secret", text, dialect=dialect)
+    assert response.status_code == 403
+    assert "classified 'secret'" in response.json()["error"]["message"]
+    assert AWS_SECRET not in response.text
+    assert unapproved_hits(sim) == []
+    assert [r["vendor"] for r in sim.requests()] == ["anthropic"]  # only the approved one, which was down
+
+
 def test_a_secret_with_no_approved_candidate_is_never_sent(policy: Any, sim: Any) -> None:
     response = call(policy.url, "gov-none", f"key {SECRET}", dialect="openai")
     assert response.status_code == 403
@@ -106,19 +123,27 @@ def test_token_counting_only_asks_approved_providers(policy: Any, sim: Any) -> N
     assert unapproved_hits(sim) == []
 
 
+# What each dialect answers when the policy stopped failover: refused before the answer began (403),
+# or an answer that broke off and could not be continued elsewhere (the dialect's "unavailable").
+# Anthropic's errors say it by type, OpenAI's by code (or, for its 503, by type).
+POLICY_STOPPED = {"anthropic": {(403, "permission_error"), (529, "overloaded_error")},
+                  "openai": {(403, "no_allowed_target"), (503, "server_error")}}
+STREAM_END = {"anthropic": "event: message_stop", "openai": "data: [DONE]"}
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_failover_never_carries_a_secret_to_an_unapproved_provider(policy: Any, sim: Any, mode: str,
+@pytest.mark.parametrize("dialect", ["anthropic", "openai"])
+def test_failover_never_carries_a_secret_to_an_unapproved_provider(policy: Any, sim: Any, dialect: str, mode: str,
                                                                    stream: bool) -> None:
     sim.add_fault(vendor="anthropic", model="claude-opus-4-6", mode=mode, **MODES[mode])
-    response = call(policy.url, "gov-secret", f"the key is {SECRET}. {REPLY}", stream=stream)
+    response = call(policy.url, "gov-secret", f"the key is {SECRET}. {REPLY}", dialect=dialect, stream=stream)
     assert SECRET not in response.text
     assert unapproved_hits(sim) == [], f"{mode}: a secret reached an unapproved provider"
     if response.status_code != 200:
-        # refused before the answer began (403), or an answer that broke off and could not be continued
-        # elsewhere (the dialect's unavailable status): either way the message says the policy stopped it
         error = response.json()["error"]
-        assert (response.status_code, error["type"]) in {(403, "permission_error"), (529, "overloaded_error")}
+        said = error["type"] if dialect == "anthropic" else error["code"] or error["type"]
+        assert (response.status_code, said) in POLICY_STOPPED[dialect], response.text
         assert "classified 'secret'" in error["message"]
     elif stream:
-        assert "event: message_stop" in response.text or "classified 'secret'" in response.text
+        assert STREAM_END[dialect] in response.text or "classified 'secret'" in response.text
