@@ -179,8 +179,8 @@ class Gateway:
             return
         if path == "/metrics":
             text = self.metrics.render()
-            for sink in self.sinks:
-                lines = getattr(sink, "metric_lines", None)
+            for part in (*self.sinks, self.governance):
+                lines = getattr(part, "metric_lines", None)
                 if lines is not None:
                     text += "\n".join(lines()) + "\n"
             await respond(send, 200, text.encode(),
@@ -240,7 +240,7 @@ class Gateway:
         return admitted if isinstance(admitted, Refusal) else None
 
     async def _refuse(self, send: Send, dialect: Inbound, refused: Refusal) -> None:
-        if refused.status == 401:
+        if refused.status == 401 and not refused.message:
             await self._unauthorized(send, dialect)
             return
         status, body = dialect.error(refused.status, refused.kind, refused.message)
@@ -320,10 +320,13 @@ def build_gateway(config: Config, allowed: TargetPredicate | None = None, *,
     if allowed is None:
         allowed = governance.policy  # data classes against each provider's approved_for
     router = build_router(config, providers, listeners=listeners, allowed=allowed)
+    routes = router.routes
+    # Keys limited to routes are checked against the route a model resolves to (gpt-* for gpt-5.1-mini).
+    governance.use_routes(lambda model: route.name if (route := routes.route(model)) is not None else None)
     if health is not None:  # active probes, of the targets configured for them (none by default)
         health.attach_probes(config, providers, router)
     if config.master_key is None:
-        log.warning("no master_key configured: any client may use this gateway")
+        log.warning("no master_key configured: any client may use this gateway until a virtual key is created")
     sinks: list[ExchangeSink] = []
     if config.record:
         from outlast.store.recorder import open_recorder

@@ -51,7 +51,9 @@ def pg_audit(sim: Any, pg_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Two replicas sharing a PostgreSQL store, after traffic through both at once."""
     import yaml
 
-    document = policy_document(sim.url, store=pg_url, record=False)
+    # Replicas with data directories of their own share one audit key only when it is configured.
+    document = policy_document(sim.url, store=pg_url, record=False,
+                               governance={"audit_key": "replicas-share-this-audit-key"})
     config = tmp_path / "outlast.yaml"
     config.write_text(yaml.safe_dump(document))
     with _replicas(document, tmp_path) as (a, b):
@@ -104,7 +106,7 @@ def test_two_replicas_append_one_intact_chain_in_postgresql(pg_audit: Any) -> No
     assert [orjson.loads(line)["seq"] for line in exported.output.splitlines()] == list(range(1, 12))
 
 
-@pytest.mark.parametrize("tamper", ["edit", "insert", "delete", "delete-last"])
+@pytest.mark.parametrize("tamper", ["edit", "insert", "delete", "delete-last", "cut-tail-move-head"])
 def test_audit_verify_finds_tampering_in_postgresql(pg_audit: Any, tamper: str) -> None:
     rows = _records(pg_audit["engine"])
     with pg_audit["engine"].begin() as conn:
@@ -120,12 +122,16 @@ def test_audit_verify_finds_tampering_in_postgresql(pg_audit: Any, tamper: str) 
                          {"p": rows[4]["hash"], "h": "0" * 64})
         elif tamper == "delete":
             conn.execute(sa.text("DELETE FROM gov_audit WHERE seq = 5"))
-        else:
+        elif tamper == "delete-last":
             conn.execute(sa.text("DELETE FROM gov_audit WHERE seq = 11"))
+        else:  # the last two cut off, and the head moved back to name the new last record
+            conn.execute(sa.text("DELETE FROM gov_audit WHERE seq > 9"))
+            conn.execute(sa.text("UPDATE gov_audit_head SET seq = 9, hash = :h"), {"h": rows[8]["hash"]})
     result = _cli(pg_audit["config"], "audit", "verify")
     assert result.exit_code == 1 and "TAMPERED" in result.output
     expected = {"edit": "record 5: content does not match", "insert": "record 6: content does not match",
-                "delete": "records 5..5 are missing", "delete-last": "records 11..11 are missing at the end"}[tamper]
+                "delete": "records 5..5 are missing", "delete-last": "records 11..11 are missing at the end",
+                "cut-tail-move-head": "the chain's head is not signed"}[tamper]
     assert expected in result.output
 
 

@@ -1,14 +1,25 @@
-"""The audit log: every routing decision, append-only, in a hash chain.
+"""The audit log: every routing decision, append-only, in a hash chain with a signed head.
 
-Each record's ``hash`` is HMAC-SHA256 (key: ``governance.audit_key``, or a fixed one) over the
-previous record's hash and the record's canonical JSON, which includes its sequence number.
-A separate head row holds the last sequence number and hash. :func:`verify` walks the chain
-and reports a record whose content was edited (its hash no longer matches), a record inserted
-or deleted (a gap, a broken link, a record beyond the head), and a deleted tail (the head
-names a record that is gone).
+Each record's ``hash`` is HMAC-SHA256 over the previous record's hash and the record's canonical
+JSON, which includes its sequence number. A separate head row holds the last sequence number and
+a signature: HMAC-SHA256 over that number and the last record's hash. :func:`verify` walks the
+chain and reports a record whose content was edited (its hash no longer matches), a record
+inserted or deleted (a gap, a broken link, a record beyond the head), a deleted tail (the head
+names a record that is gone) and a head rewritten to hide one (its signature does not match):
+without the key, nobody can cut records off the end and make the head agree.
+
+The key (:func:`resolve_key`): ``governance.audit_key`` when configured; else a random key that
+the first writer stores in the data directory (``audit.key``, mode 0600), so that someone who can
+write to the database but not read that file cannot recompute the chain. A chain begun by an
+outlast from before that file existed was written with a public built-in key, and is continued
+with it (with a warning) rather than broken.
 
 Writes never wait on the request: :class:`AuditWriter` collects records and a thread appends
-them in batches (one transaction each, every ``interval`` seconds).
+them in batches (one transaction each, every ``interval`` seconds). A batch the store refuses is
+kept, in order, and tried again with backoff; beyond ``hold`` records, the oldest are spooled to
+files in the data directory (``audit-spool-*.jsonl``), which any writer appends once the store
+is back, and so are any still unwritten when the writer closes. Nothing is dropped: ``unwritten``
+and ``failures`` count what is waiting and how often writing failed.
 """
 
 from __future__ import annotations
@@ -16,11 +27,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,15 +44,104 @@ from outlast.governance.tables import audit, audit_head, writing
 
 log = logging.getLogger("outlast.governance")
 GENESIS = "0" * 64
-DEFAULT_KEY = b"outlast-audit-v1"
+DEFAULT_KEY = b"outlast-audit-v1"  # public: only for chains begun before the generated key file
+KEY_FILE = "audit.key"
+SPOOL_GLOB = "audit-spool-*.jsonl"
 
 
 def chain_hash(key: bytes, prev: str, body: bytes) -> str:
     return hmac.new(key, prev.encode() + b"\n" + body, hashlib.sha256).hexdigest()
 
 
+def head_signature(key: bytes, seq: int, last: str) -> str:
+    """What the head row stores: the last sequence number and the last record's hash, signed."""
+    return hmac.new(key, b"outlast-audit-head\n" + str(seq).encode() + b"\n" + last.encode(),
+                    hashlib.sha256).hexdigest()
+
+
 def _body(seq: int, at: float, record: dict[str, Any]) -> bytes:
     return orjson.dumps({"seq": seq, "at": at, **record}, option=orjson.OPT_SORT_KEYS)
+
+
+# --------------------------------------------------------------------------- the key
+
+
+@dataclass(frozen=True, slots=True)
+class AuditKey:
+    """The chain's HMAC key and, for people, where it came from (never the key itself)."""
+
+    key: bytes = field(repr=False)
+    source: str
+    builtin: bool = False
+
+    def warning(self) -> str | None:
+        if not self.builtin:
+            return None
+        return ("the audit log uses outlast's built-in key, which is public: anyone who can write to the "
+                "database can recompute the chain. Set governance.audit_key (the existing records were "
+                "written with the built-in key; begin a new log to change it)")
+
+
+def _builtin(looked: Path) -> AuditKey:
+    return AuditKey(DEFAULT_KEY, f"outlast's built-in key (public; no governance.audit_key and no key file at "
+                                 f"{looked}: is OUTLAST_DATA_DIR the gateway's?)", builtin=True)
+
+
+def _read_key(path: Path) -> AuditKey:
+    text = path.read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"the audit key file {path} is not hex; restore it, or set governance.audit_key") from None
+    if len(key) < 16:
+        raise ValueError(f"the audit key file {path} holds too short a key; restore it, or set "
+                         "governance.audit_key")
+    if path.stat().st_mode & 0o077:
+        log.warning("audit: %s can be read by other users; chmod 600 it", path)
+    return AuditKey(key, f"the key file {path}")
+
+
+def _create_key(path: Path) -> AuditKey:
+    """A new random key in ``path`` (mode 0600), unless another process made one first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)  # atomic, and never replaces a key another writer made
+        except FileExistsError:
+            pass
+    finally:
+        temporary.unlink(missing_ok=True)
+    found = _read_key(path)
+    return AuditKey(found.key, f"the key file {path} (created now)")
+
+
+def chain_started(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).first() is not None
+
+
+def resolve_key(configured: str | None, data_dir: Path, engine: sa.Engine | None = None, *,
+                create: bool = False) -> AuditKey:
+    """The chain's key: ``configured`` (``governance.audit_key``), else the key file in ``data_dir``.
+    With ``create`` (a writer) and no file: a new one, unless ``engine``'s chain already began
+    without one (an older outlast's, with the built-in key, which is then kept)."""
+    if configured:
+        return AuditKey(configured.encode(), "governance.audit_key")
+    path = data_dir / KEY_FILE
+    if path.exists():
+        return _read_key(path)
+    if not create or (engine is not None and chain_started(engine)):
+        return _builtin(path)
+    return _create_key(path)
+
+
+# --------------------------------------------------------------------------- the chain
 
 
 def append(engine: sa.Engine, records: list[tuple[float, dict[str, Any]]], key: bytes = DEFAULT_KEY) -> int:
@@ -46,9 +149,14 @@ def append(engine: sa.Engine, records: list[tuple[float, dict[str, Any]]], key: 
     if not records:
         return 0
     with writing(engine) as conn:
-        head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-                            .with_for_update()).first()
-        seq, prev = (int(head.seq), str(head.hash)) if head is not None else (0, GENESIS)
+        head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update()).first()
+        seq, prev = 0, GENESIS
+        if head is not None:
+            seq = int(head.seq)
+            last = conn.execute(sa.select(audit.c.hash).where(audit.c.seq == seq)).scalar()
+            if last is None:  # verify reports it; the records are still kept, linked to nothing
+                log.error("audit: the chain's head names record %d, which is missing; appending after it", seq)
+            prev = str(last) if last is not None else GENESIS
         rows = []
         for at, record in records:
             seq += 1
@@ -57,10 +165,11 @@ def append(engine: sa.Engine, records: list[tuple[float, dict[str, Any]]], key: 
             rows.append({"seq": seq, "at": at, "record": body.decode(), "prev": prev, "hash": digest})
             prev = digest
         conn.execute(audit.insert(), rows)
+        signature = head_signature(key, seq, prev)
         if head is None:
-            conn.execute(audit_head.insert().values(id=1, seq=seq, hash=prev))
+            conn.execute(audit_head.insert().values(id=1, seq=seq, hash=signature))
         else:
-            conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+            conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=signature))
     return len(rows)
 
 
@@ -68,6 +177,7 @@ def append(engine: sa.Engine, records: list[tuple[float, dict[str, Any]]], key: 
 class Verification:
     records: int = 0
     problems: list[str] = field(default_factory=list)
+    head: tuple[int, str] | None = None  # the head's sequence number and signature, to note elsewhere
 
     @property
     def ok(self) -> bool:
@@ -101,14 +211,21 @@ def verify(engine: sa.Engine, key: bytes = DEFAULT_KEY) -> Verification:
     if head is None:
         if result.records:
             result.problems.append("the chain's head is missing")
-    else:
-        if int(head.seq) > expected_seq - 1:
-            result.problems.append(f"records {expected_seq}..{head.seq} are missing at the end (deleted)")
-        elif int(head.seq) < expected_seq - 1:
-            result.problems.append(f"records {int(head.seq) + 1}..{expected_seq - 1} are beyond the chain's "
-                                   "head (inserted)")
-        elif head.hash != prev:
-            result.problems.append("the last record does not match the chain's head (edited or replaced)")
+        return result
+    last_seq = expected_seq - 1
+    result.head = (int(head.seq), str(head.hash))
+    if int(head.seq) > last_seq:
+        result.problems.append(f"records {last_seq + 1}..{head.seq} are missing at the end (deleted)")
+    elif int(head.seq) < last_seq:
+        result.problems.append(f"records {int(head.seq) + 1}..{last_seq} are beyond the chain's head (inserted)")
+    elif not hmac.compare_digest(str(head.hash), head_signature(key, last_seq, prev)):
+        if head.hash == prev:
+            result.problems.append("the chain's head is not signed (records may have been deleted from the end "
+                                   "and the head moved back; or an outlast from before signed heads wrote it "
+                                   "last, and the next record written will sign it)")
+        else:
+            result.problems.append("the chain's head does not match its signature (records deleted from the end "
+                                   "and the head rewritten, or a different audit key)")
     return result
 
 
@@ -121,23 +238,56 @@ def export(engine: sa.Engine) -> Iterator[bytes]:
             yield orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
+# --------------------------------------------------------------------------- the writer
+
+Pending = tuple[float, dict[str, Any]]
+
+
 class AuditWriter:
     """Collects audit records from the event loop; a thread appends them in batches.
 
     ``add`` is a deque append: it never wakes the thread, which sleeps ``interval`` seconds
-    between batches (a wake-up per record would cost the request path a thread switch)."""
+    between batches (a wake-up per record would cost the request path a thread switch).
 
-    def __init__(self, engine: sa.Engine, key: bytes = DEFAULT_KEY, *, interval: float = 0.1,
-                 batch: int = 1000) -> None:
+    A batch the store refuses goes back to the front of the queue and is tried again after a
+    backoff (``retry_after`` seconds, doubling up to ``max_retry_after``); while the store stays
+    away, the oldest records beyond ``hold`` are written to spool files in ``spool`` (the data
+    directory), and so is whatever is left when the writer closes. Spool files, this writer's and
+    those another process left, are appended before anything newer once the store answers."""
+
+    def __init__(self, engine: sa.Engine, key: bytes | Callable[[], AuditKey] = DEFAULT_KEY, *,
+                 interval: float = 0.1, batch: int = 1000, spool: Path | None = None, hold: int = 50_000,
+                 retry_after: float = 0.5, max_retry_after: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
-        self.key = key
+        # The key, or how to find it (resolve_key), at the first write: that may need the store,
+        # and a failure then is one more failed write, retried, rather than a gateway that won't start.
+        self.key: bytes | None = key if isinstance(key, bytes) else None
+        self._resolve = key if not isinstance(key, bytes) else None
+        self.key_source: str | None = None if self.key is None else "given"
         self.interval = interval
         self.batch = batch
-        self.pending: deque[tuple[float, dict[str, Any]]] = deque()
+        self.spool = spool
+        self.hold = hold
+        self.retry_after, self.max_retry_after = retry_after, max_retry_after
+        self.clock = clock
+        self.pending: deque[Pending] = deque()
         self.added = 0
-        self.written = 0  # records written, or given up on after retries
+        self.written = 0  # records appended to the chain (by this writer, spooled ones included)
+        self.failures = 0  # failed attempts to append a batch
+        self.spooled = 0  # records this writer put in spool files not yet appended
+        self.failing = False  # the last attempt failed: what is pending is waiting for the store
+        self._next_try = 0.0
+        self._delay = retry_after
+        self._look_at_spool = spool is not None  # spool files to append (left by an earlier run, or our own)
+        self._lock = threading.Lock()  # one drain at a time (the thread, or close)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def unwritten(self) -> int:
+        """Records waiting because the store refused them (in memory or spooled)."""
+        return (len(self.pending) if self.failing else 0) + self.spooled
 
     def add(self, record: dict[str, Any], at: float | None = None) -> None:
         self.added += 1
@@ -152,32 +302,129 @@ class AuditWriter:
     def _run(self) -> None:
         while True:
             stopping = self._stop.wait(self.interval)
-            self._drain()
             if stopping:
-                return
+                return  # close() drains what is left
+            self._drain()
 
-    def _drain(self) -> None:
-        pending = self.pending
-        while pending:
-            records: list[tuple[float, dict[str, Any]]] = []
-            try:
-                while len(records) < self.batch:
-                    records.append(pending.popleft())
-            except IndexError:
-                pass
-            self._write(records)
+    def _drain(self, *, force: bool = False) -> bool:
+        """Append everything spooled, then everything pending; False when the store refused."""
+        with self._lock:
+            if not force and self.failing and self.clock() < self._next_try:
+                return False
+            if self._look_at_spool and not self._replay():
+                return False
+            pending = self.pending
+            while pending:
+                records: list[Pending] = []
+                try:
+                    while len(records) < self.batch:
+                        records.append(pending.popleft())
+                except IndexError:
+                    pass
+                if not self._write(records):
+                    pending.extendleft(reversed(records))  # first again, in order
+                    self._overflow()
+                    return False
+            return True
 
-    def _write(self, pending: list[tuple[float, dict[str, Any]]]) -> None:
-        for attempt in range(5):
+    def _key(self) -> bytes:
+        if self.key is None:
+            assert self._resolve is not None
+            found = self._resolve()
+            self.key, self.key_source = found.key, found.source
+            log.info("audit: signing with %s", found.source)
+            warning = found.warning()
+            if warning is not None:
+                log.warning("audit: %s", warning)
+        return self.key
+
+    def _write(self, records: list[Pending]) -> bool:
+        try:
+            self.written += append(self.engine, records, self._key())
+        except Exception as error:  # the store is away (or the key file unreadable): keep them, try later
+            self.failures += 1
+            if not self.failing:
+                reason = str(error) if isinstance(error, ValueError) else type(error).__name__
+                log.warning("audit: %d records could not be written (%s); keeping them and retrying",
+                            len(records), reason)
+            self.failing = True
+            self._next_try = self.clock() + self._delay
+            self._delay = min(self._delay * 2, self.max_retry_after)
+            return False
+        if self.failing:
+            log.warning("audit: the store is back; writing the records kept meanwhile")
+        self.failing = False
+        self._delay = self.retry_after
+        return True
+
+    # ------------------------------------------------------------------ spool files
+
+    def _overflow(self) -> None:
+        """Beyond ``hold`` records in memory, the oldest go to a spool file."""
+        if self.spool is None or len(self.pending) <= self.hold:
+            return
+        oldest = [self.pending.popleft() for _ in range(len(self.pending) - self.hold // 2)]
+        self._spill(oldest)
+
+    def _spill(self, records: list[Pending]) -> None:
+        assert self.spool is not None
+        try:
+            self.spool.mkdir(parents=True, exist_ok=True)
+            name = f"audit-spool-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+            temporary = self.spool / f".{name}"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                for at, record in records:
+                    file.write(orjson.dumps({"at": at, "record": record}) + b"\n")
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.spool / name)  # whole, or not there at all
+        except OSError as error:  # no room on disk either: keep them in memory after all
+            log.error("audit: %d records could not be spooled (%s); keeping them in memory",
+                      len(records), type(error).__name__)
+            self.pending.extendleft(reversed(records))
+            return
+        self.spooled += len(records)
+        self._look_at_spool = True
+        log.warning("audit: the store is still away; %d records spooled to %s", len(records), self.spool / name)
+
+    def _replay(self) -> bool:
+        """Append every spool file, oldest first; False (what is left kept) when the store refuses."""
+        assert self.spool is not None
+        for path in sorted(self.spool.glob(SPOOL_GLOB)):
+            claimed = path.with_name(f".claimed-{os.getpid()}-{path.name}")
             try:
-                self.written += append(self.engine, pending, self.key)
-                return
-            except Exception:
-                if attempt == 4:
-                    log.exception("audit: %d records could not be written", len(pending))
-                    self.written += len(pending)
-                    return
-                time.sleep(0.1 * (attempt + 1))
+                os.rename(path, claimed)  # one writer takes each file
+            except FileNotFoundError:
+                continue
+            lines = [orjson.loads(line) for line in claimed.read_bytes().splitlines() if line.strip()]
+            records: list[Pending] = [(float(item["at"]), item["record"]) for item in lines]
+            done = 0
+            while done < len(records):
+                chunk = records[done:done + self.batch]
+                if not self._write(chunk):
+                    self._rewrite(claimed, path, records[done:])
+                    return False
+                done += len(chunk)
+                self.spooled = max(0, self.spooled - len(chunk))
+            claimed.unlink()
+        self._look_at_spool = False
+        return True
+
+    @staticmethod
+    def _rewrite(claimed: Path, path: Path, records: list[Pending]) -> None:
+        """What is left of a spool file goes back under its own name (and so its place in order)."""
+        temporary = claimed.with_name(claimed.name + ".left")
+        with temporary.open("wb") as file:
+            for at, record in records:
+                file.write(orjson.dumps({"at": at, "record": record}) + b"\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+        claimed.unlink()
+
+    # ------------------------------------------------------------------ tests, shutdown
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is written (tests, shutdown)."""
@@ -191,4 +438,11 @@ class AuditWriter:
             self._stop.set()
             self._thread.join(timeout=10)
             self._thread = None
-        self._drain()  # whatever was added after the thread's last look (or with no thread at all)
+        # Whatever was added after the thread's last look (or with no thread at all); if the store
+        # still refuses, it goes to a spool file for the next writer rather than away with us.
+        if not self._drain(force=True) and self.spool is not None and self.pending:
+            left = list(self.pending)
+            self.pending.clear()
+            self._spill(left)
+        if self.pending:
+            log.error("audit: %d records could not be written or spooled and are lost", len(self.pending))

@@ -40,10 +40,36 @@ def keys_create(team: str, routes: str, max_class: str | None, rpm: int | None, 
     config, engine = _engine(config_path)
     if max_class is not None and max_class not in config.data_classes:
         raise click.BadParameter(f"not a data class ({', '.join(config.data_classes)})", param_hint="--max-class")
-    names = tuple(r.strip() for r in routes.split(",") if r.strip())
+    names = tuple(dict.fromkeys(r.strip() for r in routes.split(",") if r.strip()))
+    if names:
+        _check_routes(config, names)
     key, record = create_key(engine, team, routes=names, max_class=max_class, rpm=rpm, name=name)
     click.echo(f"key {record.id} for team {team} (shown once; store it now):")
     click.echo(f"  {key}")
+
+
+def _check_routes(config: Any, names: tuple[str, ...]) -> None:
+    """Route names a key may call must be configured: a route's name (``gpt-*`` for a pattern), or
+    ``provider/model`` / ``provider/*`` for a configured provider's models called directly. A
+    misspelt one would otherwise make a key that can call nothing."""
+    configured = list(config.routes)
+    if not configured:
+        click.echo("warning: no routes are configured here (no configuration file?), so --routes cannot be "
+                   "checked; the key may call only models named exactly as given", err=True)
+        return
+    unknown = [n for n in names if n not in config.routes and not _direct(config, n)]
+    if unknown:
+        listed = ", ".join(configured)
+        providers = ", ".join(f"{p}/*" for p in config.providers)
+        raise click.BadParameter(
+            f"{', '.join(repr(n) for n in unknown)} {'is not a' if len(unknown) == 1 else 'are not'} configured "
+            f"route{'' if len(unknown) == 1 else 's'} (routes: {listed}; or a provider's models directly: "
+            f"{providers})", param_hint="--routes")
+
+
+def _direct(config: Any, name: str) -> bool:
+    provider, sep, model = name.partition("/")
+    return bool(sep and model) and provider in config.providers
 
 
 @keys_group.command("list")
@@ -81,23 +107,30 @@ def audit_group() -> None:
     """The tamper-evident audit log of routing decisions."""
 
 
-def _audit_key(config: Any) -> bytes:
-    from outlast.governance.audit import DEFAULT_KEY
-
-    secret = config.governance.audit_key
-    return secret.get_secret_value().encode() if secret is not None else DEFAULT_KEY
-
-
 @audit_group.command("verify")
 @CONFIG
 def audit_verify(config_path: str | None) -> None:
-    """Check the hash chain; exit 1 and list every edited, inserted or deleted record."""
-    from outlast.governance.audit import verify
+    """Check the hash chain and its signed head; exit 1 and list every edited, inserted or deleted
+    record. Says which key it checked with (governance.audit_key, or the key file in the data
+    directory) and warns when that is outlast's public built-in key."""
+    from outlast.config import data_dir
+    from outlast.governance.audit import resolve_key, verify
 
     config, engine = _engine(config_path)
-    result = verify(engine, _audit_key(config))
+    secret = config.governance.audit_key
+    try:
+        key = resolve_key(secret.get_secret_value() if secret is not None else None, data_dir())
+    except (OSError, ValueError) as error:
+        click.echo(f"cannot read the audit key: {error}", err=True)
+        sys.exit(2)
+    click.echo(f"key: {key.source}")
+    warning = key.warning()
+    if warning is not None:
+        click.echo(f"warning: {warning}", err=True)
+    result = verify(engine, key.key)
     if result.ok:
-        click.echo(f"ok: {result.records} records, chain intact")
+        head = f"; head: record {result.head[0]}, signature {result.head[1]}" if result.head is not None else ""
+        click.echo(f"ok: {result.records} records, chain intact{head}")
         return
     click.echo(f"TAMPERED: {result.records} records, {len(result.problems)} problems:")
     for problem in result.problems:

@@ -118,13 +118,15 @@ class KeyRing:
         self.refresh_every = refresh
         self.version = -1
         self.active: dict[str, VirtualKey] = {}
+        self.any = False  # a key was ever created here (revoked or not): then every request needs a key
         self._task: asyncio.Task[None] | None = None
         self._pending: asyncio.Future[None] | None = None
         self._last_miss = 0.0
 
     @property
-    def any(self) -> bool:
-        return bool(self.active)
+    def loaded(self) -> bool:
+        """The keys have been read from the store at least once."""
+        return self.version != -1
 
     def load(self) -> bool:
         """Re-read the keys when their version changed. Returns whether it did."""
@@ -133,7 +135,10 @@ class KeyRing:
         version = keys_version(self.engine)
         if version == self.version:
             return False
-        self.active = {k.id: k for k in list_keys(self.engine) if k.revoked is None}
+        every = list_keys(self.engine)
+        self.active = {k.id: k for k in every if k.revoked is None}
+        # Revoking the last key must not open the gateway to callers without one.
+        self.any = bool(every)
         self.version = version
         return True
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from outlast.governance.audit import DEFAULT_KEY, AuditWriter
+from outlast.governance.audit import AuditKey, AuditWriter, resolve_key
 from outlast.governance.keys import PREFIX, KeyRing
 from outlast.governance.ratelimit import RateLimiter, limiter_for
 from outlast.policy.approval import CURRENT, DECLARED_HEADER, Admission, Policy
@@ -46,6 +47,12 @@ class Refusal:
 
 UNAUTHORIZED = Refusal(401, "authentication_error",
                        "missing or invalid API key: send an outlast key as 'x-api-key' or 'Authorization: Bearer'")
+KEY_REQUIRED = Refusal(401, "authentication_error",
+                       "missing or invalid API key: this gateway has virtual keys, so every request needs one "
+                       "(an olk_... key from 'outlast keys create'), as 'x-api-key' or 'Authorization: Bearer'")
+KEYS_UNKNOWN = Refusal(503, "api_error",
+                       "cannot check API keys: no master_key is configured and the virtual keys cannot be read "
+                       "from the store yet; try again shortly")
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -69,23 +76,29 @@ def configured_secrets(config: Config) -> dict[str, str]:
 
 
 class Governance:
-    def __init__(self, config: Config, engine: sa.Engine | None, *, store: Any = None) -> None:
+    def __init__(self, config: Config, engine: sa.Engine | None, *, store: Any = None,
+                 data_directory: Path | None = None) -> None:
+        from outlast.config import data_dir
+
         gov = config.governance
         self.config = config
         self.engine = engine
         self._store = store
+        self.data_directory = data_directory if data_directory is not None else data_dir()
         master = config.master_key.get_secret_value() if config.master_key is not None else None
         self.master_key = master.encode() if master else None
         classes = DataClasses(tuple(config.data_classes))
-        self.policy: Policy | None = None
-        if gov.classify:
-            classifier = Classifier(classes, secret_class=gov.secret_class, personal_class=gov.personal_class,
-                                    personal=gov.personal_data)
-            self.policy = Policy(classifier, {name: p.approved_for for name, p in config.providers.items()})
+        classifier = Classifier(classes, secret_class=gov.secret_class, personal_class=gov.personal_class,
+                                personal=gov.personal_data)
+        # The router's predicate. With governance.classify off it applies no approvals, but a
+        # virtual key's routes and class limit still hold (outlast.policy.approval).
+        self.policy = Policy(classifier, {name: p.approved_for for name, p in config.providers.items()},
+                             enforce=gov.classify)
         self.keys = KeyRing(engine, refresh=gov.key_refresh)
         self.limiter: RateLimiter = limiter_for(config.state)
-        audit_key = gov.audit_key.get_secret_value().encode() if gov.audit_key is not None else DEFAULT_KEY
-        self.audit = AuditWriter(engine, audit_key) if gov.audit and engine is not None else None
+        # The audit chain's key is found at its first write (resolve_key): it may need the store.
+        self.audit = AuditWriter(engine, self._audit_key, spool=self.data_directory) \
+            if gov.audit and engine is not None else None
         self.scrubber = Scrubber(configured_secrets(config))
         self.listener = AuditListener(self)
         # The gateway's request filter: secrets to placeholders before routing (None: off).
@@ -97,7 +110,12 @@ class Governance:
         from outlast.store.sql import SqlStore
 
         store = SqlStore(store_url(config.store, data_directory))
-        return cls(config, store.engine, store=store)
+        return cls(config, store.engine, store=store, data_directory=data_directory)
+
+    def _audit_key(self) -> AuditKey:
+        secret = self.config.governance.audit_key
+        return resolve_key(secret.get_secret_value() if secret is not None else None, self.data_directory,
+                           self.engine, create=True)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -106,10 +124,16 @@ class Governance:
             try:
                 await asyncio.to_thread(self._store.migrate)
             except Exception:
+                # Keys are still looked for (without a master key, requests wait for them: 503), and
+                # audit records are kept and spooled until they can be written.
                 log.exception("governance: the store cannot be migrated; virtual keys and audit are unavailable")
-                return
         await self.keys.start()
         if self.audit is not None:
+            if self.config.governance.audit_key is None and self.engine is not None \
+                    and self.engine.dialect.name != "sqlite":
+                log.warning("governance.audit_key is not set: this replica signs the shared audit log with a key "
+                            "of its own (in %s); replicas sharing a store must share a key: set "
+                            "governance.audit_key", self.data_directory)
             self.audit.start()
 
     async def aclose(self) -> None:
@@ -136,32 +160,57 @@ class Governance:
                     return Refusal(429, "rate_limit_error",
                                    f"this key is limited to {key.rpm} requests a minute; try again in "
                                    f"{max(1, round(wait))} s", retry_after=wait)
-        elif self.master_key is not None and (
-                presented is None or not hmac.compare_digest(presented.encode(), self.master_key)):
-            return UNAUTHORIZED
+        elif self.master_key is not None:
+            if presented is None or not hmac.compare_digest(presented.encode(), self.master_key):
+                return UNAUTHORIZED
+        elif self.engine is not None and not self.keys.loaded:
+            return KEYS_UNKNOWN  # there may be keys: admitting anyone would skip their limits
+        elif self.keys.any:
+            # No master key, but virtual keys exist (revoked ones too): without a key, or with
+            # anything else, a caller would escape every key's routes, class and rate limits.
+            return KEY_REQUIRED
         CURRENT.set(admission)
         return admission
+
+    def use_routes(self, route_of: Callable[[str], str | None]) -> None:
+        """How the policy learns which route a model resolves to, for keys limited to routes
+        (``route_of(model)``: the route's name, or the pattern that matched; None if none)."""
+        self.policy.route_of = route_of
 
     def redact(self, request: Request) -> tuple[Request, Restore | None]:
         """``request`` with its secrets replaced by placeholders, and what restores them in the
         answer (``None``: nothing to restore). The request keeps the data class of what the client
         sent, unless ``governance.redaction_lowers_class``: then it is classified on what is left."""
         policy = self.policy
-        admission = CURRENT.get()
-        if policy is not None:
-            classification = policy.admission(request).classification
-            if classification is None or not any(f.category == SECRET for f in classification.findings):
+        admission = policy.admission(request)
+        classification = admission.classification
+        if classification is not None:
+            if not any(f.category == SECRET for f in classification.findings):
                 return request, None  # the classifier found no secret: nothing to scan again
-        found = redact(request)
+        elif admission.refused is not None:
+            return request, None  # refused: it goes nowhere
+        found = redact(request)  # not classified (governance.classify off): redaction finds its own
         if found is None:
             return request, None
         redacted, redaction = found
-        if policy is not None:
-            admission = policy.substitute(request, redacted,
-                                          reclassify=self.config.governance.redaction_lowers_class)
-        if admission is not None:
-            admission.redaction = redaction
+        admission = policy.substitute(request, redacted, reclassify=self.config.governance.redaction_lowers_class)
+        admission.redaction = redaction
         return redacted, redaction.restore
+
+    def metric_lines(self) -> list[str]:
+        """Prometheus lines for /metrics: audit records waiting for the store, and failed writes."""
+        audit = self.audit
+        if audit is None:
+            return []
+        return [
+            "# HELP outlast_audit_records_unwritten Audit records kept (in memory or spooled) until the store "
+            "takes them.",
+            "# TYPE outlast_audit_records_unwritten gauge",
+            f"outlast_audit_records_unwritten {audit.unwritten}",
+            "# HELP outlast_audit_write_failures_total Attempts to append audit records that failed.",
+            "# TYPE outlast_audit_write_failures_total counter",
+            f"outlast_audit_write_failures_total {audit.failures}",
+        ]
 
     def stamp(self, exchange: Exchange) -> None:
         admission = CURRENT.get()

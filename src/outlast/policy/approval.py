@@ -9,12 +9,17 @@ candidate is approved for; never the sensitive text.
 Who is asking and what they declared travel in an :class:`Admission` set by the gateway for the
 request's task (a context variable): the key's team and limits, the ``x-outlast-data-class``
 header, and, once classified, the decision the audit log records.
+
+A virtual key's limits hold whether or not requests are classified (``governance.classify``): its
+routes are compared with the route the request's model resolves to (``route_of``: an exact name,
+or the pattern that matched, such as ``gpt-*``), and a key with a ``max_class`` has its requests
+classified even when classification is otherwise off, since that limit cannot be kept without it.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from outlast.dialects.canonical import Request
@@ -45,12 +50,19 @@ CURRENT: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("outl
 
 
 class Policy:
-    """``Policy(classifier, {"anthropic": ("public", "internal")})``: the allowed-target predicate."""
+    """``Policy(classifier, {"anthropic": ("public", "internal")})``: the allowed-target predicate.
 
-    def __init__(self, classifier: Classifier, approved: Mapping[str, Sequence[str]]) -> None:
+    ``enforce=False`` (``governance.classify: false``): providers' ``approved_for`` is not applied
+    and requests are not classified, except those of a key limited to a class; a key's limits
+    still hold. ``route_of(model)`` names the route a model resolves to (None: none does)."""
+
+    def __init__(self, classifier: Classifier, approved: Mapping[str, Sequence[str]], *, enforce: bool = True,
+                 route_of: Callable[[str], str | None] | None = None) -> None:
         self.classifier = classifier
         self.classes = classifier.classes
         self.approved = {name: frozenset(classes) for name, classes in approved.items()}
+        self.enforce = enforce
+        self.route_of = route_of
         self._last: Admission | None = None  # for callers outside a gateway request (tests, tools)
 
     def admission(self, request: Request) -> Admission:
@@ -64,20 +76,30 @@ class Policy:
             admission.request = request
             admission.excluded = {}
             admission.refused = None
-            try:
-                admission.classification = self.classifier.classify(request, admission.declared)
-            except UnknownDataClass:
-                admission.classification = None
-                admission.refused = (f"the declared {DECLARED_HEADER} {admission.declared!r} is not a data class "
-                                     f"here ({', '.join(self.classes.names)})")
-                return admission
-            found = admission.classification.data_class
-            if admission.max_class is not None and self.classes.rank(found) > self.classes.rank(admission.max_class):
+            admission.classification = None
+            if self.enforce or admission.max_class is not None:
+                try:
+                    admission.classification = self.classifier.classify(request, admission.declared)
+                except UnknownDataClass:
+                    admission.refused = (f"the declared {DECLARED_HEADER} {admission.declared!r} is not a data "
+                                         f"class here ({', '.join(self.classes.names)})")
+                    return admission
+            found = admission.classification.data_class if admission.classification is not None else None
+            if found is not None and admission.max_class is not None \
+                    and self.classes.rank(found) > self.classes.rank(admission.max_class):
                 admission.refused = f"this key may send data up to {admission.max_class!r}"
-            elif admission.routes and request.model not in admission.routes:
+            elif admission.routes and not self.key_may_call(admission.routes, request.model):
                 admission.refused = (f"this key may not call {request.model!r} "
                                      f"(its routes: {', '.join(admission.routes)})")
         return admission
+
+    def key_may_call(self, routes: Sequence[str], model: str) -> bool:
+        """Whether a key limited to ``routes`` may call ``model``: the model is one of them, or
+        the route it resolves to is (``gpt-*`` for ``gpt-5.1-mini`` when that pattern routes it)."""
+        if model in routes:
+            return True
+        route = self.route_of(model) if self.route_of is not None else None
+        return route is not None and route in routes
 
     def substitute(self, original: Request, redacted: Request, *, reclassify: bool = False) -> Admission:
         """The router will be given ``redacted`` in place of ``original``: it keeps the class of
@@ -93,6 +115,8 @@ class Policy:
         if admission.refused is not None:
             admission.excluded[key] = admission.refused
             return False
+        if not self.enforce:
+            return True
         assert admission.classification is not None
         found = admission.classification.data_class
         approved = self.approved.get(target.provider, frozenset())
