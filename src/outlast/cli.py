@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import time
 
@@ -22,6 +23,16 @@ def _load(config_path: str | None) -> Config:
     except ConfigError as error:
         err.print(f"[bold red]configuration error:[/] {error}", markup=True, highlight=False)
         sys.exit(2)
+
+
+def served_url(host: str, port: int) -> str:
+    """The address a gateway listening on ``host``:``port`` is reached at (the machine's name for a
+    wildcard address), when the configuration does not say (``health.public_url``)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +60,8 @@ def serve(config_path: str | None, host: str, port: int, access_log: bool, log_l
     config = _load(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     gateway = build_gateway(config)
+    if gateway.health_service is not None and gateway.health_service.webhooks.base_url is None:
+        gateway.health_service.webhooks.base_url = served_url(host, port)  # for the links in webhooks
     routes = ", ".join(config.routes) or "(none)"
     err.print(f"outlast {__version__} on http://{host}:{port}  providers: "
               f"{', '.join(config.providers) or '(none)'}  routes: {routes}", highlight=False)

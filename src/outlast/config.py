@@ -178,8 +178,17 @@ class HealthConfig(_Strict):
     feed_interval: float = Field(60.0, gt=0)
     uptime_days: int = Field(90, ge=1)
     page_name: str = "outlast"
+    # Where people reach this gateway, for the links in webhooks (default: the address `serve` listens on).
+    public_url: str | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     probes: ProbesConfig = ProbesConfig()
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
 
 
 class GovernanceConfig(_Strict):

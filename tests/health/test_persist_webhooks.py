@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -157,11 +158,10 @@ STATES = {"anthropic": "partial_outage", "anthropic/claude-opus-4-6": "major_out
 def test_json_webhook_has_the_shape_of_a_statuspage_webhook(fixtures_dir: Path) -> None:
     fixture = json.loads((fixtures_dir / "status" / "statuspage-webhook-incident-created.json").read_text())
     states = dict(STATES)
-    hooks = Webhooks([Hook("http://127.0.0.1:9/json")], base_url="https://outlast.example.com/",
-                     states=lambda: list(states.items()))
+    hooks = Webhooks([Hook("http://127.0.0.1:9/json")], base_url="https://outlast.example.com/")
     i = incident()
     page = {"id": "p1", "indicator": "major", "description": "Partial System Outage"}
-    hooks.enqueue(i, i.updates[-1], page)
+    hooks.enqueue(i, i.updates[-1], page, list(states.items()))
     _, opened = hooks.queue.get_nowait()
     assert_shape(fixture, opened)
     assert opened["meta"]["event"] == "incident.opened"
@@ -178,7 +178,7 @@ def test_json_webhook_has_the_shape_of_a_statuspage_webhook(fixtures_dir: Path) 
     # the next update: old_status is what the receiver was told last time
     states["anthropic/claude-opus-4-6"] = "partial_outage"
     i.update(1780380326.0, "identified", "cause stable")
-    hooks.enqueue(i, i.updates[-1], page)
+    hooks.enqueue(i, i.updates[-1], page, list(states.items()))
     _, updated = hooks.queue.get_nowait()
     assert updated["meta"]["event"] == "incident.updated"
     newest, older = updated["incident"]["incident_updates"]
@@ -187,7 +187,7 @@ def test_json_webhook_has_the_shape_of_a_statuspage_webhook(fixtures_dir: Path) 
     assert older["affected_components"] is None  # only the update being sent says what changed
 
     i.update(1780382000.0, "resolved", "recovered")
-    hooks.enqueue(i, i.updates[-1], page)
+    hooks.enqueue(i, i.updates[-1], page, list(states.items()))
     _, resolved = hooks.queue.get_nowait()
     assert resolved["meta"]["event"] == "incident.resolved"
     assert [(a["old_status"], a["new_status"]) for a in resolved["incident"]["incident_updates"][0][
@@ -201,3 +201,32 @@ def test_without_a_known_address_the_shortlink_stays_relative() -> None:
     hooks.enqueue(i, i.updates[-1], {"id": "p1"})
     _, body = hooks.queue.get_nowait()
     assert body["incident"]["shortlink"] == f"/ui/incidents/{i.id}"
+
+
+def test_the_health_service_sends_component_states_and_its_public_url() -> None:
+    from outlast.config import HealthConfig, WebhookConfig
+    from outlast.health.service import HealthService
+
+    config = HealthConfig(public_url="https://status.example.org/", webhooks=[WebhookConfig(url="http://127.0.0.1:9/")])
+    service = HealthService(config, ["anthropic", "openai"], {})
+    service.detector.component("anthropic/claude-opus-4-6").status = "major_outage"  # as a reading would set it
+    service.detector.component("anthropic").status = "partial_outage"
+    i = incident()
+    for listener in service.detector.listeners:  # what the detector does when an incident opens
+        listener(i, i.updates[-1])
+    _, body = service.webhooks.queue.get_nowait()
+    assert body["incident"]["shortlink"] == f"https://status.example.org/ui/incidents/{i.id}"
+    assert body["page"]["id"] and body["incident"]["page_id"] == body["page"]["id"]
+    # statuses and positions as the status page has them: providers first, each followed by its models
+    assert [(c["name"], c["status"], c["position"]) for c in body["incident"]["components"]] == [
+        ("anthropic/claude-opus-4-6", "major_outage", 2), ("anthropic", "partial_outage", 1)]
+    assert [(a["name"], a["new_status"]) for a in body["incident"]["incident_updates"][0]["affected_components"]] == [
+        ("anthropic/claude-opus-4-6", "major_outage"), ("anthropic", "partial_outage")]
+
+
+@pytest.mark.parametrize(("host", "url"), [("127.0.0.1", "http://127.0.0.1:8484"), ("::1", "http://[::1]:8484"),
+                                           ("0.0.0.0", f"http://{socket.getfqdn()}:8484")])
+def test_serve_links_webhooks_to_the_address_it_listens_on(host: str, url: str) -> None:
+    from outlast.cli import served_url
+
+    assert served_url(host, 8484) == url

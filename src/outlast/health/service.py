@@ -54,7 +54,7 @@ class HealthService:
         self.uptime = Uptime(config.uptime_days)
         self.detector = Detector(self.signals, self.reports, policy=policy_of(config), clock=clock,
                                  uptime=self.uptime, feeds=self.feeds.states)
-        self.webhooks = Webhooks([Hook(h.url, h.format) for h in config.webhooks])
+        self.webhooks = Webhooks([Hook(h.url, h.format) for h in config.webhooks], base_url=config.public_url)
         self.store = store
         self.detector.listeners.append(self._changed)
         self._dirty: dict[str, Incident] = {}
@@ -92,9 +92,9 @@ class HealthService:
     def _changed(self, incident: Incident, update: Update) -> None:
         self._dirty[incident.id] = incident
         if self.webhooks.hooks:
-            from outlast.web.statuspage import page_status
+            from outlast.web.statuspage import component_states, page_status
 
-            self.webhooks.enqueue(incident, update, page_status(self))
+            self.webhooks.enqueue(incident, update, page_status(self), component_states(self))
 
     async def tick(self) -> list[tuple[Incident, Update]]:
         changes = self.detector.evaluate()

@@ -55,12 +55,11 @@ class Webhooks:
 
     def __init__(self, hooks: Sequence[Hook], *, attempts: int = 5, backoff: float = 1.0,
                  post: Post | None = None, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 base_url: str | None = None, states: Callable[[], Sequence[tuple[str, str]]] | None = None) -> None:
+                 base_url: str | None = None) -> None:
         self.hooks = list(hooks)
         # Where receivers reach outlast (for the absolute shortlink): set by whoever knows it,
         # the configuration or the server that serves the gateway.
         self.base_url = base_url
-        self.states = states  # every component's (name, status), in page order
         self._told: dict[str, dict[str, str]] = {}  # incident id -> component -> status last sent
         self.attempts = attempts
         self.backoff = backoff
@@ -71,8 +70,9 @@ class Webhooks:
         self.delivered = 0
         self.dropped = 0
 
-    def enqueue(self, incident: Incident, update: Update, page: dict[str, Any]) -> None:
-        states = list(self.states()) if self.states is not None else []
+    def enqueue(self, incident: Incident, update: Update, page: dict[str, Any],
+                states: Sequence[tuple[str, str]] = ()) -> None:
+        """Queue ``update`` for every hook; ``states`` is every component's (name, status) now, in page order."""
         told = self._told.setdefault(incident.id, {})
         base = (self.base_url or "").rstrip("/")
         bodies = [(hook, payload(hook, incident, update, page, base_url=base, states=states, told=told))
