@@ -9,8 +9,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 
+from outlast.routing.plan import Target
 from outlast.routing.router import Attempt, Exchange
 
+# Distinct model labels kept per provider; later ones are counted as "other". A route pattern
+# (``gpt-*: [openai/{model}]``) or a directly named target lets callers choose the model name.
+MAX_MODELS = 100
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -73,7 +77,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.requests = Counter(
-            "outlast_requests_total", "Requests served, by caller dialect, route, outcome and fallback.",
+            "outlast_requests_total",
+            "Requests served, by caller dialect, route (the matched route key, or unrouted), outcome and fallback.",
             ("dialect", "route", "outcome", "fallback"))
         self.attempts = Counter(
             "outlast_attempts_total", "Upstream attempts, by provider, model and outcome (ok or failure class).",
@@ -92,10 +97,24 @@ class Metrics:
         self.attempt_seconds = Histogram(
             "outlast_attempt_duration_seconds", "Duration of each upstream attempt, by provider and model.",
             ("provider", "model"))
+        self._models: dict[str, set[str]] = {}
+
+    def _model(self, target: Target) -> str:
+        """The model label: the target's model, or ``other`` once a provider has ``MAX_MODELS``."""
+        seen = self._models.get(target.provider)
+        if seen is None:
+            seen = self._models[target.provider] = set()
+        model = target.model
+        if model in seen:
+            return model
+        if len(seen) < MAX_MODELS:
+            seen.add(model)
+            return model
+        return "other"
 
     def attempt_finished(self, exchange: Exchange, attempt: Attempt) -> None:
         target = attempt.target
-        key = (target.provider, target.model)
+        key = (target.provider, self._model(target))
         self.attempts.inc((*key, attempt.outcome))
         if attempt.error is not None:
             self.failures.inc((*key, attempt.error.kind.value))
@@ -109,7 +128,9 @@ class Metrics:
             outcome = "client_disconnected"
         else:
             outcome = "error"
-        self.requests.inc((exchange.dialect, exchange.requested_model, outcome,
+        # The route key, never the name the caller sent: every made-up model name would otherwise
+        # be a new series, and a client (or an attacker) could grow the scrape without bound.
+        self.requests.inc((exchange.dialect, exchange.route or "unrouted", outcome,
                            "true" if exchange.fallback else "false"))
         if exchange.ended is not None:
             self.request_seconds.observe((exchange.dialect,), exchange.ended - exchange.started)
@@ -119,8 +140,9 @@ class Metrics:
             if ttft is not None:
                 self.first_token_seconds.observe((served.provider,), ttft)
             if exchange.usage is not None:
-                self.tokens.inc((served.provider, served.model, "input"), exchange.usage.input_tokens)
-                self.tokens.inc((served.provider, served.model, "output"), exchange.usage.output_tokens)
+                model = self._model(served)
+                self.tokens.inc((served.provider, model, "input"), exchange.usage.input_tokens)
+                self.tokens.inc((served.provider, model, "output"), exchange.usage.output_tokens)
 
     def render(self) -> str:
         lines: list[str] = []

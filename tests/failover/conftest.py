@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import gateway_document
+from tests.store.conftest import pg_server, pg_url, store_url  # noqa: F401 - stores for the recording tests
 
 # Deadlines well above what a healthy simulated answer needs even on a loaded two-core CI machine (the
 # simulator, gateway and client share one process), and well below what a faulty one takes.
@@ -47,6 +48,9 @@ def failover_document(sim_url: str, **overrides: Any) -> dict[str, Any]:
                    "deadlines": fast},
         "small-first": ["local/qwen3:8b", "openai/gpt-5.1"],
         "wrong-prefill": {"candidates": ["openai/gpt-4.1", "anthropic/claude-sonnet-5"], "deadlines": fast},
+        # Half a second, retries and failover included, before the answer begins.
+        "bounded": {"candidates": ["anthropic/claude-opus-4-6", "openai/gpt-5.1", "local/qwen3:8b"],
+                    "deadlines": {**fast, "total": 0.5}},
     })
     document.update(overrides)
     return document

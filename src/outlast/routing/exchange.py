@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from outlast.dialects.canonical import Request, Response, StopReason, Usage
-from outlast.providers.errors import FailureKind, UpstreamError
+from outlast.providers.errors import FailureKind, TimeoutPhase, UpstreamError
 from outlast.routing.plan import Target
 
 
@@ -30,7 +30,8 @@ class Attempt:
     error: UpstreamError | None = None
     purpose: str = "first"
     mode: str | None = None
-    deadline: float | None = None  # the first-token deadline it was given
+    deadline: float | None = None  # the first-token deadline it was given (seconds)
+    total_bound: bool = False  # that deadline was what was left of the route's total deadline
     cancelled: bool = False  # a hedge that lost the race, or the client went away
 
     @property
@@ -60,6 +61,7 @@ class Exchange:
     dialect: str
     requested_model: str
     started: float
+    route: str | None = None  # the route key that matched: the name, its pattern, or provider/*
     created: float = field(default_factory=time.time)  # wall clock, for people
     plan: tuple[Target, ...] = ()
     attempts: list[Attempt] = field(default_factory=list)
@@ -96,8 +98,9 @@ class Exchange:
 
 class AllAttemptsFailed(Exception):
     """No candidate could serve (or, with ``committed``, finish) the answer. ``errors`` holds
-    each attempt's failure, in order; ``stopped`` the one that ended the search early because
-    asking another candidate would not help (a request the caller must fix)."""
+    each attempt's failure, in order; ``stopped`` what ended the search early: a failure another
+    candidate would not help with (a request the caller must fix, a content filter the route
+    returns), or the route's total deadline passing (a ``timeout`` in phase ``total``)."""
 
     def __init__(self, model: str, errors: Sequence[UpstreamError], *, stopped: UpstreamError | None = None,
                  cooldown: float | None = None, committed: bool = False, skipped: Sequence[Target] = (),
@@ -124,17 +127,23 @@ class AllAttemptsFailed(Exception):
         return kinds.pop() if len(kinds) == 1 else FailureKind.OVERLOADED
 
     def describe(self) -> str:
-        tried = "; ".join(f"{i}. {e.describe()}" for i, e in enumerate(self.errors, 1))
+        tried = "; ".join(f"{i}. {e.describe()}" for i, e in enumerate(self.errors, 1)) or "nothing was tried"
         skipped = ""
         if self.skipped:
             skipped = " (skipped while unhealthy: " + ", ".join(str(t) for t in self.skipped) + ")"
+        stopped = self.stopped
+        policy = f"; {self.policy}" if self.policy else ""
+        if stopped is not None and stopped.kind is FailureKind.TIMEOUT and stopped.phase is TimeoutPhase.TOTAL:
+            return f"{stopped.message} for {self.model!r}: {tried}{skipped}{policy}"
         if not self.errors:
             return f"no provider could serve {self.model!r}{skipped}"
-        if self.caller_fault and self.stopped is not None:
-            return f"the provider rejected the request: {self.stopped.message} (tried {tried})"
-        policy = f"; {self.policy}" if self.policy else ""
+        if self.caller_fault and stopped is not None:
+            return f"the provider rejected the request: {stopped.message} (tried {tried})"
         if self.committed:
             return f"the answer broke off and no candidate could finish it: {tried}{skipped}{policy}"
+        if stopped is not None and stopped.kind is FailureKind.CONTENT_FILTERED:
+            return (f"the answer was withheld by a content filter and no other candidate was asked: "
+                    f"{tried}{skipped}{policy}")
         return f"every candidate for {self.model!r} failed: {tried}{skipped}{policy}"
 
     @property

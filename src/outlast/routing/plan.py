@@ -57,7 +57,7 @@ DEFAULT_OPTIONS = RouteOptions()
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    name: str
+    name: str  # the route key that matched: an exact name, a pattern, or ``provider/*`` for a target named directly
     targets: tuple[Target, ...]
     tiers: tuple[int, ...] = ()  # one per target; higher is a lower tier; empty: all the same tier
     options: RouteOptions = DEFAULT_OPTIONS
@@ -133,7 +133,8 @@ class RouteTable:
         if spec is None:
             provider, sep, rest = model.partition("/")
             if sep and rest and provider in self._providers:
-                return Route(model, (Target(provider, rest),))
+                # Named like a pattern: metrics label requests by route, and callers choose the rest.
+                return Route(f"{provider}/*", (Target(provider, rest),))
             return None
         targets = []
         for candidate in spec.candidates:

@@ -16,7 +16,13 @@ open, the least recently failed is tried). Each failure is handled by its class:
 - ``overloaded``, ``timeout``, ``empty_response``, ``not_found``, ``auth_failed``: the
   next candidate at once (``auth_failed`` also marks the whole provider unhealthy).
 - ``context_too_long``: only a candidate with a larger configured context window.
-- ``bad_request``: back to the caller. ``content_filtered``: as the route says.
+- ``bad_request``: back to the caller. ``content_filtered`` (a 400 content-policy error, or
+  an answer that ends with a content-filter stop before any content): as the route says.
+
+The route's total deadline (``RouteOptions.deadline``) bounds the wait before the answer
+begins, measured from the request's start and retries included: no retry or next candidate
+is started once it has passed, and each attempt's first-token deadline is capped at what is
+left of it. When it runs out the caller gets a ``timeout`` (``total``) listing the attempts.
 
 A candidate is *committed to* once it has produced the first piece of real answer
 (non-empty text, reasoning or a complete tool call); until then the caller has seen
@@ -62,6 +68,9 @@ _TRANSIENT = frozenset({FailureKind.SERVER_ERROR, FailureKind.CONNECTION_LOST, F
 _REFUSALS = frozenset({FailureKind.BAD_REQUEST, FailureKind.CONTEXT_TOO_LONG, FailureKind.CONTENT_FILTERED,
                        FailureKind.NOT_FOUND})
 CHEAP_RETRY = 1.0  # a failure that came this fast (seconds) is worth one more try on the same target
+# Less than this left of a route's total deadline (seconds) is too little to start an attempt in:
+# it would only fail, and count against a healthy target.
+MIN_ATTEMPT = 0.05
 
 # What to do after a failure before the answer began.
 NEXT, RETRY, STOP, LARGER = "next", "retry", "stop", "larger"
@@ -89,9 +98,11 @@ class _Committed:
 class _Walk:
     """One request's way through its candidates."""
 
-    __slots__ = ("attempted", "candidates", "errors", "last_resort", "min_context", "pos", "retries", "stopped")
+    __slots__ = ("attempted", "candidates", "deadline", "errors", "last_resort", "min_context", "pos", "retries",
+                 "skipped", "started", "stopped")
 
-    def __init__(self, candidates: tuple[Target, ...], retries: int) -> None:
+    def __init__(self, candidates: tuple[Target, ...], retries: int, started: float, deadline: float | None,
+                 skipped: list[Target]) -> None:
         self.candidates = candidates
         self.pos = 0
         self.errors: list[UpstreamError] = []
@@ -100,6 +111,22 @@ class _Walk:
         self.last_resort = False
         self.min_context: int | None = None
         self.stopped: UpstreamError | None = None  # the failure that ended the walk early
+        self.started = started  # the request's start (router clock)
+        self.deadline = deadline  # the route's total deadline; None once the answer has begun
+        self.skipped = skipped  # the exchange's: candidates passed over while unhealthy
+
+    def left(self, now: float) -> float | None:
+        """Seconds left of the total deadline (``None``: no deadline applies)."""
+        return None if self.deadline is None else self.started + self.deadline - now
+
+    def out_of_time(self, now: float) -> bool:
+        left = self.left(now)
+        return left is not None and left < MIN_ATTEMPT
+
+    def time_out(self) -> None:
+        """End the walk: the total deadline has passed."""
+        self.stopped = UpstreamError(FailureKind.TIMEOUT, f"no answer within the route's total deadline of "
+                                     f"{self.deadline:g} s", phase=TimeoutPhase.TOTAL)
 
 
 class Router:
@@ -179,10 +206,12 @@ class Router:
         """
         try:
             route = self.route(request.model)
+            exchange.route = route.name
+            allowed = allowed or self.allowed
             exchange.plan = candidates = self.candidates(route, request, allowed, no_downgrade)
             self.budget.deposit()
             options = route.options
-            walk = _Walk(candidates, options.retry_budget)
+            walk = _Walk(candidates, options.retry_budget, self.clock(), options.deadline, exchange.skipped)
             progress: Progress | None = None
             splicer: Splicer | None = None
             target = self._next(walk)
@@ -191,6 +220,9 @@ class Router:
                 if progress is not None:
                     mode = self._mode(target)
                     asked = continuation(request, progress, mode)
+                elif walk.out_of_time(self.clock()):
+                    walk.time_out()
+                    break
                 else:
                     asked = request
                 opened = await self._open(route, walk, target, asked, exchange, purpose, mode,
@@ -202,6 +234,7 @@ class Router:
                     continue
                 target, attempt, events, buffered = opened.target, opened.attempt, opened.events, opened.buffered
                 # ---- committed: the caller gets this target's answer
+                walk.deadline = None  # the total deadline bounds the wait before the answer begins
                 exchange.served_by = target
                 if route.tiers:
                     exchange.downgraded = route.tier(route.targets.index(target)) > route.tier(0)
@@ -259,7 +292,7 @@ class Router:
                 self._finish(exchange, attempt, None)
                 break
             if progress is None or progress.stop is None:
-                self._give_up(request, exchange, walk, progress, route)
+                self._give_up(request, walk, progress, route, allowed)
             self._settle(exchange, progress)
         except GeneratorExit:
             exchange.client_disconnected = True
@@ -272,18 +305,18 @@ class Router:
             for listener in self.listeners:
                 listener.exchange_finished(exchange)
 
-    def _give_up(self, request: Request, exchange: Exchange, walk: _Walk, progress: Progress | None,
-                 route: Route) -> NoReturn:
+    def _give_up(self, request: Request, walk: _Walk, progress: Progress | None, route: Route,
+                 allowed: TargetPredicate | None) -> NoReturn:
         now = self.clock()
         waits = [w for w in (self.health.wait(t, now) for t in walk.candidates) if w > 0]
-        # Candidates the policy kept out: the caller learns that failover was not allowed, and why.
-        allowed = self.allowed
+        # Candidates the policy (this request's predicate) kept out: the caller learns that
+        # failover was not allowed, and why.
         explain = getattr(allowed, "explain", None)
         excluded = [t for t in route.targets if allowed is not None and not allowed(request, t)] if explain else []
         policy = explain(request, excluded) if explain is not None and excluded else None
         raise AllAttemptsFailed(request.model, walk.errors, stopped=walk.stopped,
                                 cooldown=min(waits) if waits else None, committed=progress is not None,
-                                skipped=exchange.skipped, policy=policy)
+                                skipped=walk.skipped, policy=policy)
 
     @staticmethod
     def _settle(exchange: Exchange, progress: Progress) -> None:
@@ -313,9 +346,13 @@ class Router:
             if skipped is None:
                 skipped = []
             skipped.append(target)
+            if target not in walk.skipped:
+                walk.skipped.append(target)
         if skipped and walk.attempted == 0 and not walk.last_resort:
             walk.last_resort = True
-            return min(skipped, key=health.last_failure)
+            chosen = min(skipped, key=health.last_failure)
+            walk.skipped.remove(chosen)  # tried after all: it is among the attempts
+            return chosen
         return None
 
     def _larger(self, target: Target, window: int) -> bool:
@@ -330,11 +367,17 @@ class Router:
                 prefill = learned
         return PREFILL if prefill else INSTRUCTION
 
-    def _deadline(self, route: Route, target: Target) -> float:
+    def _deadline(self, route: Route, target: Target, walk: _Walk) -> tuple[float, bool]:
+        """The attempt's first-token deadline, and whether it is what was left of the route's
+        total deadline (shorter than the target's own)."""
         options = route.options
         ceiling = options.first_token_ceiling or self.ceilings.get(target.provider, 60.0)
-        return self.health.first_token_deadline(target, min(options.first_token_floor, ceiling), ceiling,
-                                                options.first_token_multiplier)
+        own = self.health.first_token_deadline(target, min(options.first_token_floor, ceiling), ceiling,
+                                               options.first_token_multiplier)
+        left = walk.left(self.clock())
+        if left is not None and left < own:
+            return max(left, 0.0), True
+        return own, False
 
     # ------------------------------------------------------------------ one attempt (or a hedged pair)
 
@@ -358,7 +401,9 @@ class Router:
 
     def _attempt(self, exchange: Exchange, walk: _Walk, route: Route, target: Target, purpose: str,
                  mode: str | None) -> Attempt:
-        attempt = Attempt(target, self.clock(), purpose=purpose, mode=mode, deadline=self._deadline(route, target))
+        deadline, total_bound = self._deadline(route, target, walk)
+        attempt = Attempt(target, self.clock(), purpose=purpose, mode=mode, deadline=deadline,
+                          total_bound=total_bound)
         exchange.attempts.append(attempt)
         walk.attempted += 1
         return attempt
@@ -378,12 +423,22 @@ class Router:
                         attempt.first_event = self.clock()
                         return events, buffered
                     if event.__class__ is Stop:
+                        if event.stop_reason is StopReason.CONTENT_FILTER:
+                            # OpenAI's finish_reason content_filter, Gemini's SAFETY, Anthropic's
+                            # refusal: withheld, not blank, so the route's on_content_filtered applies.
+                            raise UpstreamError(FailureKind.CONTENT_FILTERED, "the provider's content filter "
+                                                "stopped the answer before it began", provider=target.provider,
+                                                model=target.model, vendor_code="content_filter")
                         raise UpstreamError(FailureKind.EMPTY_RESPONSE, "the answer was empty",
                                             provider=target.provider, model=target.model)
             raise UpstreamError(FailureKind.CONNECTION_LOST, "the stream ended before any answer",
                                 provider=target.provider, model=target.model)
         except TimeoutError:
             await events.aclose()
+            if attempt.total_bound:  # cut short by the route's deadline, not its own: no proof of silence
+                raise UpstreamError(FailureKind.TIMEOUT, f"no answer in the {deadline:.3g} s left of the "
+                                    "route's total deadline", phase=TimeoutPhase.TOTAL, provider=target.provider,
+                                    model=target.model) from None
             raise UpstreamError(FailureKind.TIMEOUT, f"no answer within the adaptive first-token deadline of "
                                 f"{deadline:.3g} s", phase=TimeoutPhase.FIRST_TOKEN, provider=target.provider,
                                 model=target.model) from None
@@ -438,8 +493,6 @@ class Router:
             wait = error.retry_after
             if wait is None or wait > options.max_retry_after:
                 return NEXT, 0.0
-            if options.deadline is not None and now + wait - attempt.started > options.deadline:
-                return NEXT, 0.0
         elif kind in _TRANSIENT:
             if (attempt.ended or now) - attempt.started > CHEAP_RETRY or error.during_stream:
                 return NEXT, 0.0
@@ -447,6 +500,9 @@ class Router:
                 return NEXT, 0.0
             wait = full_jitter(attempt.purpose == "retry", rand=self.rand)
         else:
+            return NEXT, 0.0
+        left = walk.left(now)
+        if left is not None and wait + MIN_ATTEMPT > left:  # the wait would leave no time to answer
             return NEXT, 0.0
         if not self.budget.withdraw(now):
             return NEXT, 0.0
@@ -460,7 +516,7 @@ class Router:
         tasks: dict[asyncio.Task[tuple[AsyncGenerator[Event, None], list[Event]]], Attempt] = {
             asyncio.ensure_future(self._first(first.target, request, first)): first}
         done, _ = await asyncio.wait(tasks, timeout=hedge_after)
-        if not done:
+        if not done and not walk.out_of_time(self.clock()):
             second = self._next(walk)
             if second is not None:
                 attempt = self._attempt(exchange, walk, route, second, "hedge", None)
