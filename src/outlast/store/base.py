@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 # An exchange as the recorder hands it over (see ``records.exchange_record``): scalars named
 # like the ``exchanges`` columns, plus ``request``/``response`` (canonical JSON, as bytes or an
-# already-parsed dict when read back from the journal) and ``attempts`` (a list of dicts).
+# already-parsed dict when read back from the journal), ``attempts`` and ``splices`` (lists of
+# dicts) and ``skipped`` (a list of "provider/model").
 ExchangeRecord = dict[str, Any]
 
 

@@ -25,7 +25,13 @@ def _ms(value: float | None, origin: float) -> float | None:
 
 
 def exchange_record(exchange: Exchange, conversation_id: str | None = None) -> dict[str, Any]:
-    """The row (plus ``request``, ``response`` and ``attempts``) for one exchange.
+    """The row (plus ``request``, ``response``, ``attempts`` and ``splices``) for one exchange.
+
+    ``skipped`` lists the candidates passed over while unhealthy (``provider/model``); each
+    attempt says why it was made (``purpose``: first, retry, failover, hedge, continuation),
+    how a continuation was asked (``mode``: prefill or instruction) and the first-token
+    deadline it was given; each splice where an answer broke (``after_chars`` of answer the
+    caller had), which target broke and how, and which continued it (``None``: none could).
 
     Never holds a credential: the canonical request keeps only the client headers a provider
     needs (``anthropic-version``, ``anthropic-beta``), and errors are described without keys.
@@ -59,6 +65,7 @@ def exchange_record(exchange: Exchange, conversation_id: str | None = None) -> d
         "error": None if error is None else f"{type(error).__name__}: {error}"[:4000],
         "client_disconnected": exchange.client_disconnected,
         "conversation_id": conversation_id,
+        "skipped": [str(t) for t in exchange.skipped],
         "request": orjson.dumps(request) if request is not None else None,
         "response": orjson.dumps(response) if response is not None else None,
         "attempts": [
@@ -70,8 +77,24 @@ def exchange_record(exchange: Exchange, conversation_id: str | None = None) -> d
                 "first_event_ms": _ms(a.first_event, started),
                 "ended_ms": _ms(a.ended, started),
                 "error": None if a.error is None else a.error.describe()[:2000],
+                "purpose": a.purpose,
+                "mode": a.mode,
+                "deadline_ms": None if a.deadline is None else round(a.deadline * _MS, 3),
             }
             for a in exchange.attempts
+        ],
+        "splices": [
+            {
+                "at_ms": _ms(s.at, started),
+                "after_chars": s.after_chars,
+                "broken_provider": s.broken.provider,
+                "broken_model": s.broken.model,
+                "failure": s.failure.value,
+                "continued_provider": s.continued.provider if s.continued is not None else None,
+                "continued_model": s.continued.model if s.continued is not None else None,
+                "mode": s.mode,
+            }
+            for s in exchange.splices
         ],
     }
 

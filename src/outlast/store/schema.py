@@ -34,6 +34,7 @@ exchanges = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("client_disconnected", sa.Boolean, nullable=False, default=False),
     sa.Column("conversation_id", sa.String(200), index=True),
+    sa.Column("skipped", sa.Text),  # JSON list of "provider/model" passed over while unhealthy; NULL: none
     sa.Column("request", sa.Text),
     sa.Column("response", sa.Text),
     sa.Column("size", sa.Integer, nullable=False, default=0),
@@ -50,6 +51,23 @@ attempts = sa.Table(
     sa.Column("first_event_ms", sa.Float),
     sa.Column("ended_ms", sa.Float),
     sa.Column("error", sa.Text),
+    sa.Column("purpose", sa.String(16)),  # first, retry, failover, hedge, continuation (NULL before 0005)
+    sa.Column("mode", sa.String(16)),  # a continuation's: prefill or instruction
+    sa.Column("deadline_ms", sa.Float),  # the first-token deadline it was given
+)
+
+splices = sa.Table(
+    "splices", metadata,
+    sa.Column("exchange_id", sa.String(40), sa.ForeignKey("exchanges.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("at_ms", sa.Float),  # offset from the exchange's start
+    sa.Column("after_chars", sa.Integer, nullable=False),  # answer characters the caller had
+    sa.Column("broken_provider", sa.String(128), nullable=False),
+    sa.Column("broken_model", sa.String(256), nullable=False),
+    sa.Column("failure", sa.String(64), nullable=False),  # the failure class that broke it
+    sa.Column("continued_provider", sa.String(128)),  # NULL: nothing could finish the answer
+    sa.Column("continued_model", sa.String(256)),
+    sa.Column("mode", sa.String(16)),  # prefill or instruction
 )
 
 conversations = sa.Table(

@@ -30,17 +30,19 @@ from outlast.store.base import (
     StoreUnavailable,
 )
 from outlast.store.records import plain_text, prefix_hashes, tag_part
-from outlast.store.schema import attempts, conversations, exchanges, messages
+from outlast.store.schema import attempts, conversations, exchanges, messages, splices
 from outlast.store.threads import Placement, head_candidates, place, request_messages
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Column orders for the bulk inserts: rows are built as tuples in these orders.
 _EXCHANGE_SCALARS = tuple(c.name for c in exchanges.columns
-                          if c.name not in ("conversation_id", "request", "response", "size"))
-_EXCHANGE_KEYS = (*_EXCHANGE_SCALARS, "conversation_id", "request", "response", "size")
+                          if c.name not in ("conversation_id", "skipped", "request", "response", "size"))
+_EXCHANGE_KEYS = (*_EXCHANGE_SCALARS, "conversation_id", "skipped", "request", "response", "size")
 _ATTEMPT_KEYS = ("exchange_id", "seq", "provider", "model", "outcome", "started_ms", "first_event_ms", "ended_ms",
-                 "error")
+                 "error", "purpose", "mode", "deadline_ms")
 _ATTEMPT_FIELDS = _ATTEMPT_KEYS[2:]
+_SPLICE_KEYS = tuple(c.name for c in splices.columns)
+_SPLICE_FIELDS = _SPLICE_KEYS[2:]
 _MESSAGE_KEYS = ("conversation_id", "position", "role", "content", "text", "created", "exchange_id")
 _CONVERSATION_KEYS = ("id", "title", "source", "source_id", "created", "updated", "model", "system", "head_hash",
                       "message_count", "size")
@@ -166,6 +168,7 @@ class SqlStore:
             self._select_in(conn, "SELECT id, conversation_id FROM exchanges WHERE id", ids))
         exchange_rows: list[tuple[Any, ...]] = []
         attempt_rows: list[tuple[Any, ...]] = []
+        splice_rows: list[tuple[Any, ...]] = []
         message_rows: list[tuple[Any, ...]] = []
         created: dict[str, dict[str, Any]] = {}  # conversations begun in this batch
         updates: dict[str, dict[str, Any]] = {}  # existing conversations continued
@@ -233,10 +236,13 @@ class SqlStore:
                 heads[placement.head_hash] = (conversation_id, counts[conversation_id])
             result[exchange_id] = conversation_id
             get = record.get
-            exchange_rows.append((*[get(name) for name in _EXCHANGE_SCALARS], conversation_id, request_json,
-                                  response_json, len(request_json or "") + len(response_json or "")))
+            exchange_rows.append((*[get(name) for name in _EXCHANGE_SCALARS], conversation_id,
+                                  _text(get("skipped") or None), request_json, response_json,
+                                  len(request_json or "") + len(response_json or "")))
             for i, a in enumerate(get("attempts") or ()):
                 attempt_rows.append((exchange_id, i, *[a.get(name) for name in _ATTEMPT_FIELDS]))
+            for i, splice in enumerate(get("splices") or ()):
+                splice_rows.append((exchange_id, i, *[splice.get(name) for name in _SPLICE_FIELDS]))
         if created:
             self._insert_many(conn, conversations, _CONVERSATION_KEYS,
                               [tuple([row[k] for k in _CONVERSATION_KEYS]) for row in created.values()])
@@ -253,6 +259,8 @@ class SqlStore:
             self._insert_many(conn, exchanges, _EXCHANGE_KEYS, exchange_rows)
         if attempt_rows:
             self._insert_many(conn, attempts, _ATTEMPT_KEYS, attempt_rows)
+        if splice_rows:
+            self._insert_many(conn, splices, _SPLICE_KEYS, splice_rows)
         return result
 
     def _select_in(self, conn: sa.Connection, prefix: str, values: list[str]) -> list[Any]:
@@ -327,8 +335,11 @@ class SqlStore:
             if row is None:
                 return None
             found = dict(row)
+            found["skipped"] = _loads(found["skipped"]) or []
             found["attempts"] = [dict(a) for a in conn.execute(
                 sa.select(attempts).where(attempts.c.exchange_id == exchange_id).order_by(attempts.c.seq)).mappings()]
+            found["splices"] = [dict(s) for s in conn.execute(
+                sa.select(splices).where(splices.c.exchange_id == exchange_id).order_by(splices.c.seq)).mappings()]
             return found
 
     # ------------------------------------------------------------------ conversations
@@ -470,7 +481,7 @@ class SqlStore:
         if cutoff is None:
             return PruneResult()
         with self._write() as conn:
-            # Messages and attempts go with their parents (ON DELETE CASCADE; the FTS index via triggers).
+            # Messages, attempts and splices go with their parents (ON DELETE CASCADE; FTS via triggers).
             removed_exchanges = conn.execute(exchanges.delete().where(exchanges.c.created <= cutoff)).rowcount
             removed_conversations = conn.execute(
                 conversations.delete().where(conversations.c.updated <= cutoff)).rowcount
