@@ -172,20 +172,38 @@ def test_context_too_long_with_no_larger_window_is_the_callers_400(failover: Any
     assert [r["model"] for r in sim.requests()] == ["qwen3:8b"]
 
 
-def test_hedging_keeps_the_first_to_answer(failover_server: Any, sim: Any) -> None:
+def test_hedging_keeps_the_first_to_answer_and_closes_the_losers_connection(failover_server: Any,
+                                                                            sim: Any) -> None:
+    from urllib.parse import urlsplit
+
     from outlast.app import build_gateway
     from outlast.config import validate
     from outlast.serving import BackgroundServer
     from tests.failover.conftest import failover_document
+    from tests.routing.tcp_proxy import TCPProxy
 
+    address = urlsplit(sim.url)
+    assert address.hostname is not None and address.port is not None
+    proxy = TCPProxy(address.hostname, address.port)  # counts the gateway's connections to "anthropic"
     document = failover_document(sim.url)
+    document["providers"]["anthropic"]["base_url"] = f"http://127.0.0.1:{proxy.port}/anthropic"
+    # Longer than the slow answer takes: only the hedge's cancellation can close the loser early.
+    document["providers"]["anthropic"]["timeouts"]["first_token"] = 30.0
     document["routes"]["hedged"] = {"candidates": ["anthropic/claude-opus-4-6", "openai/gpt-5.1"],
                                     "hedge_after": 0.15}
     sim.add_fault(vendor="anthropic", model="claude-opus-4-6", mode="slow", ttft_ms=10_000)
-    with BackgroundServer(build_gateway(validate(document))) as server:
-        response = post(server.url, messages_body("hedged"))
-    assert response.headers["x-outlast-served-by"] == "openai/gpt-5.1"
-    assert response.headers["x-outlast-attempts"] == "2"
+    try:
+        with BackgroundServer(build_gateway(validate(document))) as server:
+            response = post(server.url, messages_body("hedged"))
+            assert response.headers["x-outlast-served-by"] == "openai/gpt-5.1"
+            assert response.headers["x-outlast-attempts"] == "2"
+            # The loser's connection was closed by the gateway, before the slow upstream sent a byte
+            # (it answers only after 10 s): not left open in the pool, not read to the end.
+            [loser] = proxy.connections
+            assert loser.client_closed.wait(5), "the losing hedge's upstream connection is still open"
+            assert loser.from_upstream_at_client_close == 0
+    finally:
+        proxy.close()
     # The second request went out at the hedge delay, not after the first one's 3 s deadline.
     first, second = sim.requests()
     assert first["vendor"] == "anthropic" and second["vendor"] == "openai"

@@ -1,11 +1,22 @@
 """A loopback TCP proxy the test controls: ``cut()`` drops every connection and refuses new ones,
-``restore()`` accepts again. It stands between the gateways and the shared Redis server."""
+``restore()`` accepts again. It stands between the gateways and the shared Redis server, or between
+a gateway and the simulator, where ``connections`` tells a test which side closed each one and when."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Connection:
+    """One proxied connection: what came back from upstream, and whether the client closed it."""
+
+    from_upstream: int = 0  # bytes
+    client_closed: threading.Event = field(default_factory=threading.Event)
+    from_upstream_at_client_close: int | None = None  # bytes the client had been sent when it closed
 
 
 class TCPProxy:
@@ -17,6 +28,7 @@ class TCPProxy:
         probe.close()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        self.connections: list[Connection] = []
         self._listener: socket.socket | None = None
         self.restore()
 
@@ -61,19 +73,26 @@ class TCPProxy:
                     upstream.close()
                     return
                 self._sockets += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+                connection = Connection()
+                self.connections.append(connection)
+            threading.Thread(target=self._pipe, args=(client, upstream, connection, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, connection, True), daemon=True).start()
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(source: socket.socket, sink: socket.socket, connection: Connection, from_upstream: bool) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if from_upstream:
+                    connection.from_upstream += len(data)
                 sink.sendall(data)
         except OSError:
             pass
         finally:
+            if not from_upstream:  # the client closed (or the proxy cut it)
+                connection.from_upstream_at_client_close = connection.from_upstream
+                connection.client_closed.set()
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
