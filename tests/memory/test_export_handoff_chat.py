@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from outlast.app import build_gateway
 from outlast.cli import main
 from outlast.config import validate
 from outlast.dialects.canonical import Message, Text, ToolUse
+from outlast.health.persist import HealthStore
+from outlast.health.uptime import day_of
+from outlast.memory.export import iso
 from outlast.serving import BackgroundServer
 from outlast.store.records import exchange_record
 from outlast.store.sql import SqlStore
@@ -114,11 +118,81 @@ def test_chat_resumes_an_imported_conversation_through_the_gateway(sim: Any, dat
     assert "Use exponential backoff" in orjson.dumps(sent).decode()  # the history went with it
 
 
+def _export_with_a_reasoning_only_node(path: Path) -> Path:
+    """A ChatGPT export whose answer follows a "thoughts" node (reasoning, no text)."""
+    def node(ident: str, parent: str | None, child: str | None, role: str, content: dict[str, Any]) -> dict[str, Any]:
+        return {"id": ident, "parent": parent, "children": [child] if child else [],
+                "message": {"id": ident, "author": {"role": role}, "create_time": 1750000000.0,
+                            "content": content, "metadata": {}}}
+    mapping = {
+        "u1": node("u1", None, "t1", "user", {"content_type": "text", "parts": ["Which database for the store?"]}),
+        "t1": node("t1", "u1", "a1", "assistant", {"content_type": "thoughts", "thoughts": [
+            {"summary": "Weighing", "content": "SQLite is embedded; PostgreSQL scales."}]}),
+        "a1": node("a1", "t1", None, "assistant", {"content_type": "text", "parts": ["SQLite, then PostgreSQL."]}),
+    }
+    path.write_bytes(orjson.dumps([{"id": "reason-1", "title": "Database", "create_time": 1750000000.0,
+                                    "update_time": 1750000100.0, "current_node": "a1", "mapping": mapping}]))
+    return path
+
+
+def test_chat_resume_lands_the_new_turn_after_a_reasoning_only_message(sim: Any, data_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    runner = CliRunner()
+    export = _export_with_a_reasoning_only_node(tmp_path / "conversations.json")
+    assert runner.invoke(main, ["import", "chatgpt", str(export)]).exit_code == 0
+    gateway = build_gateway(validate(gateway_document(sim.url)))
+    with BackgroundServer(gateway) as server:
+        for turn in ("why not both?", "and for search?"):
+            result = runner.invoke(main, ["chat", "--url", server.url, "--key", MASTER_KEY, "--model", "to-openai",
+                                          "--resume", "chatgpt-reason-1"], input=f"{turn}\n/exit\n")
+            assert result.exit_code == 0, result.output
+    store = SqlStore(f"sqlite:///{data_dir / 'outlast.db'}")
+    conversation = store.get_conversation("chatgpt-reason-1")
+    store.close()
+    assert conversation is not None
+    assert [(m.role, bool(m.text)) for m in conversation.messages] == [
+        ("user", True), ("assistant", False), ("assistant", True),
+        ("user", True), ("assistant", True), ("user", True), ("assistant", True)]
+    assert [conversation.messages[i].text for i in (3, 5)] == ["why not both?", "and for search?"]
+    assert conversation.messages[1].parts[0]["type"] == "thinking"
+    # Importing the same export again keeps both turns added through the gateway.
+    again = runner.invoke(main, ["import", "chatgpt", str(export)])
+    assert again.exit_code == 0 and "0 updated, 1 already imported" in again.output
+    store = SqlStore(f"sqlite:///{data_dir / 'outlast.db'}")
+    kept = store.get_conversation("chatgpt-reason-1")
+    store.close()
+    assert kept is not None and kept.summary.message_count == 7
+
+
 def test_store_vacuum_applies_retention(cli_store: SqlStore) -> None:
     old = make_exchange([user("ancient")], "history")
     old.created = time.time() - 100 * 86400
     cli_store.write_exchanges([exchange_record(old), exchange_record(make_exchange([user("new")], "fresh"))])
+    health = HealthStore(cli_store.engine)
+    today = day_of(time.time())
+    health.save_uptime([("openai", today - timedelta(days=back), {"major_outage": 1.0}) for back in (1, 120)])
     result = CliRunner().invoke(main, ["store", "vacuum", "--max-age-days", "30"])
     assert result.exit_code == 0, result.output
-    assert "1 exchanges and 1 conversations removed" in " ".join(result.output.split())
+    output = " ".join(result.output.split())
+    assert "1 exchanges and 1 conversations removed" in output
     assert cli_store.stats().exchanges == 1
+    # the health history beyond `health.uptime_days` (90) goes too
+    assert [d for _, d, _ in health.load_uptime(today - timedelta(days=365))] == [today - timedelta(days=1)]
+    newest = cli_store.stats().newest
+    assert newest is not None and f"newest exchange {iso(newest)}" in output
+
+
+def test_store_vacuum_max_age_zero_removes_everything_recorded_but_no_import(cli_store: SqlStore,
+                                                                             fixtures_dir: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["import", "chatgpt", str(fixtures_dir / "exports" /
+                                                         "chatgpt-conversations-example.json")]).exit_code == 0
+    recent = make_exchange([user("a minute ago")], "recorded")
+    recent.created = time.time() - 60
+    cli_store.write_exchanges([exchange_record(recent)])
+    result = runner.invoke(main, ["store", "vacuum", "--max-age-days", "0"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "1 exchanges and 1 conversations removed" in output and "no exchanges" in output
+    assert [c.source for c in cli_store.list_conversations()] == ["chatgpt"]
+    assert runner.invoke(main, ["store", "vacuum", "--max-age-days", "-1"]).exit_code == 2

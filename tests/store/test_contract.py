@@ -185,3 +185,105 @@ def test_retention_by_age_and_by_size(store: SqlStore) -> None:
     assert orphans == 0
     store.vacuum()
     assert store.stats() == after
+
+
+def _text(text: str) -> list[dict[str, object]]:
+    return [{"type": "text", "text": text}]
+
+
+def test_reimporting_an_export_keeps_turns_added_through_the_gateway(store: SqlStore) -> None:
+    exported = [NewMessage("user", _text("how do I retry 529s?"), 1.0),
+                NewMessage("assistant", _text("with backoff"), 2.0)]
+    item = ImportedConversation("chatgpt", "c-1", "Retries", 1.0, 2.0, exported)
+    assert store.import_conversations([item]).added == 1
+    # `outlast chat --resume chatgpt-c-1`: the history goes with the new turn, named explicitly
+    resumed = make_exchange([user("how do I retry 529s?"), assistant("with backoff"), user("and 503s?")],
+                            "the same way")
+    write(store, resumed, conversation_id="chatgpt-c-1")
+    again = store.import_conversations([item])
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 1)
+    conversation = store.get_conversation("chatgpt-c-1")
+    assert conversation is not None
+    assert [m.text for m in conversation.messages] == ["how do I retry 529s?", "with backoff", "and 503s?",
+                                                       "the same way"]
+    # The export itself grew (the chat went on in ChatGPT too): its part is replaced, ours follows it.
+    grown = ImportedConversation("chatgpt", "c-1", "Retries, more", 1.0, 3.0,
+                                 [*exported, NewMessage("user", _text("thanks"), 3.0)])
+    assert store.import_conversations([grown]).updated == 1
+    conversation = store.get_conversation("chatgpt-c-1")
+    assert conversation is not None and conversation.summary.title == "Retries, more"
+    assert [(m.position, m.text) for m in conversation.messages] == [
+        (0, "how do I retry 529s?"), (1, "with backoff"), (2, "thanks"), (3, "and 503s?"), (4, "the same way")]
+    assert conversation.messages[3].exchange_id == resumed.id and conversation.messages[2].exchange_id is None
+    assert conversation.summary.message_count == 5
+    assert store.search("same way")[0].conversation_id == "chatgpt-c-1"
+    assert store.import_conversations([grown]).unchanged == 1
+    # Its head still covers every message: a client resending all of it continues it in place.
+    follow = make_exchange([user("how do I retry 529s?"), assistant("with backoff"), user("thanks"),
+                            user("and 503s?"), assistant("the same way"), user("and 500s?")], "retry once")
+    assert write(store, follow)[follow.id] == "chatgpt-c-1"
+    conversation = store.get_conversation("chatgpt-c-1")
+    assert conversation is not None and [m.text for m in conversation.messages][-2:] == ["and 500s?", "retry once"]
+
+
+def test_reimport_keeps_gateway_turns_of_conversations_imported_before_source_hashes(store: SqlStore) -> None:
+    exported = [NewMessage("user", _text("first question"), 1.0), NewMessage("assistant", _text("answer"), 2.0)]
+    item = ImportedConversation("claude", "u-9", "Old", 1.0, 2.0, exported)
+    store.import_conversations([item])
+    write(store, make_exchange([user("first question"), assistant("answer"), user("more")], "sure"),
+          conversation_id="claude-u-9")
+    with store.engine.begin() as conn:  # as revisions before 0006 left an imported conversation
+        conn.execute(sa.text("UPDATE conversations SET source_hash = NULL, source_count = NULL"))
+    assert store.import_conversations([item]).unchanged == 1
+    conversation = store.get_conversation("claude-u-9")
+    assert conversation is not None and [m.text for m in conversation.messages] == [
+        "first question", "answer", "more", "sure"]
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT source_count FROM conversations")).scalar_one() == 2
+
+
+def test_a_named_conversation_gets_the_new_turn_when_the_client_leaves_out_textless_messages(
+        store: SqlStore) -> None:
+    # A ChatGPT export with a reasoning-only node: stored, but a text-only client cannot send it.
+    stored = [NewMessage("user", _text("plan the migration"), 1.0),
+              NewMessage("assistant", [{"type": "thinking", "thinking": "weighing options"}], 2.0),
+              NewMessage("assistant", _text("in three steps"), 3.0)]
+    store.import_conversations([ImportedConversation("chatgpt", "r-1", "Plan", 1.0, 3.0, stored)])
+    sent = make_exchange([user("plan the migration"), assistant("in three steps"), user("what is step one?")],
+                         "back up first")
+    assert write(store, sent, conversation_id="chatgpt-r-1") == {sent.id: "chatgpt-r-1"}
+    conversation = store.get_conversation("chatgpt-r-1")
+    assert conversation is not None
+    assert [(m.role, m.text) for m in conversation.messages] == [
+        ("user", "plan the migration"), ("assistant", ""), ("assistant", "in three steps"),
+        ("user", "what is step one?"), ("assistant", "back up first")]
+    # The next turn of the same chat resends what it sent before: it continues exactly.
+    later = make_exchange([user("plan the migration"), assistant("in three steps"), user("what is step one?"),
+                           assistant("back up first"), user("then?")], "migrate")
+    write(store, later, conversation_id="chatgpt-r-1")
+    conversation = store.get_conversation("chatgpt-r-1")
+    assert conversation is not None
+    assert [m.text for m in conversation.messages][3:] == ["what is step one?", "back up first", "then?", "migrate"]
+    # A client that sends only its new turn still has it stored.
+    alone = make_exchange([user("and finally?")], "done")
+    write(store, alone, conversation_id="chatgpt-r-1")
+    conversation = store.get_conversation("chatgpt-r-1")
+    assert conversation is not None and [m.text for m in conversation.messages][-2:] == ["and finally?", "done"]
+
+
+def test_retention_keeps_imported_conversations_whatever_their_age(store: SqlStore) -> None:
+    years_ago = time.time() - 3 * 365 * 86400
+    history = [NewMessage("user", _text("an old chat " + "y" * 4000), years_ago)]
+    store.import_conversations([ImportedConversation("claude", "old-1", "Old chat", years_ago, years_ago, history)])
+    recorded = make_exchange([user("recorded long ago")], "gone")
+    recorded.created = time.time() - 40 * 86400
+    write(store, recorded)
+    removed = store.prune(older_than=time.time() - 30 * 86400)
+    assert (removed.exchanges, removed.conversations) == (1, 1)
+    assert store.get_conversation("claude-old-1") is not None
+    write(store, *[make_exchange([user(f"new {n}")], "z" * 1000) for n in range(3)])
+    store.prune(max_bytes=100)  # far less than the import alone: only what was recorded goes
+    stats = store.stats()
+    assert (stats.exchanges, stats.conversations) == (0, 1)
+    assert store.get_conversation("claude-old-1") is not None
+    assert store.search("old chat")[0].conversation_id == "claude-old-1"

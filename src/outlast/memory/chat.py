@@ -23,7 +23,10 @@ class ChatError(Exception):
 
 
 def history(conversation: Conversation) -> list[dict[str, Any]]:
-    """A stored conversation as Chat Completions messages (text; tool traffic as text)."""
+    """A stored conversation as Chat Completions messages (text; tool traffic as text).
+
+    Messages with no text (a ChatGPT reasoning-only turn) cannot be sent and are left out; the
+    store still appends the new turns after what it holds (``threads.append_point``)."""
     out = []
     for message in conversation.messages:
         role = message.role if message.role in ("user", "assistant", "system") else "user"

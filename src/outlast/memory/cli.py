@@ -285,22 +285,30 @@ def store_group() -> None:
 
 @store_group.command("vacuum")
 @config_option
-@click.option("--max-age-days", type=float, help="Also remove what is older (default: the configured retention).")
-@click.option("--max-size-mb", type=float, help="Also remove the oldest beyond this size (default: configured).")
+@click.option("--max-age-days", type=click.FloatRange(min=0),
+              help="Also remove what was recorded longer ago (0: everything recorded so far; "
+                   "default: the configured retention).")
+@click.option("--max-size-mb", type=click.FloatRange(min=0),
+              help="Also remove the oldest recorded beyond this size (default: configured).")
 def store_vacuum(config_path: str | None, max_age_days: float | None, max_size_mb: float | None) -> None:
-    """Apply retention, then give freed space back to the file system."""
+    """Apply retention (imported conversations are kept), prune the health history beyond its
+    `health.uptime_days`, then give freed space back to the file system."""
     from outlast.cli import _load
     from outlast.store.recorder import apply_retention
 
-    retention = _load(config_path).retention
+    config = _load(config_path)
+    retention = config.retention
     store = _store(config_path)
     before = store.stats()
-    apply_retention(store, max_age_days or retention.max_age_days, max_size_mb or retention.max_size_mb)
+    apply_retention(store, retention.max_age_days if max_age_days is None else max_age_days,
+                    retention.max_size_mb if max_size_mb is None else max_size_mb,
+                    health_days=config.health.uptime_days)
     store.vacuum()
     after = store.stats()
+    newest = f"newest exchange {iso(after.newest)}" if after.newest is not None else "no exchanges"
     err.print(f"{before.exchanges - after.exchanges} exchanges and {before.conversations - after.conversations} "
               f"conversations removed; {after.exchanges} exchanges, {after.conversations} conversations, "
-              f"{after.bytes / 1e6:.1f} MB stored; last full write {iso(time.time())}")
+              f"{after.bytes / 1e6:.1f} MB stored; {newest}")
 
 
 COMMANDS = (conversations_group, import_group, handoff, chat, store_group)

@@ -98,7 +98,8 @@ class StoreStats:
     exchanges: int
     conversations: int
     messages: int
-    bytes: int  # what retention by size counts: stored requests, responses and messages
+    bytes: int  # stored requests, responses and messages (retention by size counts all but imported ones)
+    newest: float | None = None  # when the newest stored exchange was created
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +126,10 @@ class Store(Protocol):
         exchange's conversation id. Idempotent by exchange id: one already stored is skipped."""
 
     def import_conversations(self, items: Iterable[ImportedConversation]) -> ImportResult:
-        """Store imported conversations in one transaction; one already imported with the same
-        messages is left alone, one that has grown is replaced."""
+        """Store imported conversations in one transaction, keyed by ``(source, source_id)``. One
+        whose export holds the same messages as when it was last imported is left alone (even if
+        turns were added through the gateway since); one whose export changed has its imported
+        messages replaced, and the turns added through the gateway follow them."""
 
     def list_conversations(self, *, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
         """Most recently updated first."""
@@ -147,7 +150,8 @@ class Store(Protocol):
 
     def prune(self, *, older_than: float | None = None, max_bytes: int | None = None) -> PruneResult:
         """Delete exchanges and conversations last updated before ``older_than`` (epoch seconds),
-        then the oldest until what is stored is at most ``max_bytes``."""
+        then the oldest until what the gateway recorded is at most ``max_bytes``. Imported
+        conversations are never removed by retention, nor counted against ``max_bytes``."""
 
     def vacuum(self) -> None:
         """Give freed space back to the file system (and optimise search indexes)."""

@@ -15,15 +15,15 @@ exchanges = sa.Table(
     "exchanges", metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("created", sa.Float, nullable=False, index=True),
-    sa.Column("key_id", sa.String(64)),  # placeholder until virtual keys (the governance issue)
-    sa.Column("team", sa.String(128)),  # placeholder, as above
+    sa.Column("key_id", sa.String(64)),  # the virtual key that asked (governance); None: the master key
+    sa.Column("team", sa.String(128)),  # that key's team
     sa.Column("dialect", sa.String(32), nullable=False),
     sa.Column("requested_model", sa.String(256), nullable=False),
     sa.Column("served_provider", sa.String(128)),
     sa.Column("served_model", sa.String(256)),  # the route's model name
     sa.Column("upstream_model", sa.String(256)),  # the name the upstream reported
     sa.Column("fallback", sa.Boolean, nullable=False, default=False),
-    sa.Column("data_class", sa.String(64)),
+    sa.Column("data_class", sa.String(64)),  # what the policy classified the request as (governance)
     sa.Column("input_tokens", sa.Integer),
     sa.Column("output_tokens", sa.Integer),
     sa.Column("cache_read_tokens", sa.Integer),
@@ -83,6 +83,10 @@ conversations = sa.Table(
     sa.Column("head_hash", sa.String(64), index=True),  # hash of every message so far: threading
     sa.Column("message_count", sa.Integer, nullable=False, default=0),
     sa.Column("size", sa.Integer, nullable=False, default=0),
+    # Imported conversations: the hash of the messages the export held, and how many of the first
+    # messages those are (the rest came through the gateway). None: gateway, or imported before 0006.
+    sa.Column("source_hash", sa.String(64)),
+    sa.Column("source_count", sa.Integer),
     sa.UniqueConstraint("source", "source_id", name="uq_conversations_source"),
 )
 

@@ -174,6 +174,7 @@ class SqlStore:
         updates: dict[str, dict[str, Any]] = {}  # existing conversations continued
         counts: dict[str, int] = {}  # message counts as of this batch
         heads: dict[str, tuple[str, int]] = {}  # head hash -> (conversation, count), this batch
+        latest: dict[str, str] = {}  # conversation -> its head hash, as of this batch
 
         # Read what threading needs for the whole batch in two queries, not one per exchange.
         prepared: list[tuple[ExchangeRecord, Any, Any]] = []
@@ -194,19 +195,21 @@ class SqlStore:
                 elif answer:
                     candidates.update(head_candidates(asked, hashes))
             prepared.append((record, response, work))
-        stored_counts: dict[str, int] = {}
+        stored_states: dict[str, tuple[str | None, int]] = {}
         stored_heads: dict[str, tuple[str, int]] = {}
         if explicit:
-            for cid, count in self._select_in(conn, "SELECT id, message_count FROM conversations WHERE id",
-                                              list(explicit)):
-                stored_counts[cid] = count
+            for cid, head, count in self._select_in(
+                    conn, "SELECT id, head_hash, message_count FROM conversations WHERE id", list(explicit)):
+                stored_states[cid] = (head, count)
         if candidates:
             for cid, head, count in self._select_in(
                     conn, "SELECT id, head_hash, message_count FROM conversations WHERE head_hash", list(candidates)):
                 stored_heads[head] = (cid, count)
 
-        def count_of(conversation_id: str) -> int | None:
-            return counts.get(conversation_id, stored_counts.get(conversation_id))
+        def state_of(conversation_id: str) -> tuple[str | None, int] | None:
+            if conversation_id in counts:
+                return latest[conversation_id], counts[conversation_id]
+            return stored_states.get(conversation_id)
 
         def find_head(hashes: list[str]) -> tuple[str, str, int] | None:
             for h in reversed(hashes):  # the longest prefix first
@@ -227,12 +230,13 @@ class SqlStore:
             placement: Placement | None = None
             if work is not None:
                 asked, answer, hashes = work
-                placement = place(conversation_id, asked, answer, count_of=count_of, find_head=find_head,
+                placement = place(conversation_id, asked, answer, state_of=state_of, find_head=find_head,
                                   hashes=hashes)
             if placement is not None:
                 conversation_id = placement.conversation_id
                 self._place(record, placement, response, created, updates, message_rows)
                 counts[conversation_id] = placement.start + len(placement.messages)
+                latest[conversation_id] = placement.head_hash
                 heads[placement.head_hash] = (conversation_id, counts[conversation_id])
             result[exchange_id] = conversation_id
             get = record.get
@@ -353,13 +357,14 @@ class SqlStore:
             by_source: dict[str, list[ImportedConversation]] = {}
             for item in batch:
                 by_source.setdefault(item.source, []).append(item)
-            existing: dict[tuple[str, str], tuple[str, str | None]] = {}
+            existing: dict[tuple[str, str], Any] = {}
             for source, group in by_source.items():
-                for row in conn.execute(sa.select(conversations.c.id, conversations.c.source_id,
-                                                  conversations.c.head_hash)
-                                        .where(conversations.c.source == source,
-                                               conversations.c.source_id.in_([i.source_id for i in group]))):
-                    existing[(source, row.source_id)] = (row.id, row.head_hash)
+                for found in conn.execute(sa.select(conversations.c.id, conversations.c.source_id,
+                                                    conversations.c.source_hash, conversations.c.source_count,
+                                                    conversations.c.updated, conversations.c.model)
+                                          .where(conversations.c.source == source,
+                                                 conversations.c.source_id.in_([i.source_id for i in group]))):
+                    existing[(source, found.source_id)] = found
             new_rows: list[dict[str, Any]] = []
             message_rows: list[tuple[Any, ...]] = []
             seen: set[tuple[str, str]] = set()
@@ -370,33 +375,69 @@ class SqlStore:
                     continue
                 seen.add(key)
                 typed = [(m.role, m.parts) for m in item.messages]
-                head = prefix_hashes(typed)[-1] if typed else ""
-                cid = f"{item.source}-{item.source_id}"
-                if key in existing:
-                    cid, stored_head = existing[key]
-                    if stored_head == head:
-                        unchanged += 1
-                        continue
-                    conn.execute(messages.delete().where(messages.c.conversation_id == cid))
-                    conn.execute(conversations.delete().where(conversations.c.id == cid))
-                    updated += 1
-                else:
+                source_hash = prefix_hashes(typed)[-1] if typed else ""
+                imported = [(m.role, m.parts, m.created, None) for m in item.messages]
+                row = existing.get(key)
+                if row is None:
                     added += 1
-                size = 0
-                for position, message in enumerate(item.messages):
-                    content = orjson.dumps(message.parts).decode()
-                    size += len(content)
-                    message_rows.append((cid, position, message.role, content, plain_text(message.parts),
-                                         message.created, None))
-                new_rows.append({"id": cid, "title": item.title or "(untitled)", "source": item.source,
-                                 "source_id": item.source_id, "created": item.created, "updated": item.updated,
-                                 "model": item.model, "system": item.system, "head_hash": head,
-                                 "message_count": len(item.messages), "size": size})
+                    cid = f"{item.source}-{item.source_id}"
+                    size = self._imported_rows(cid, imported, message_rows)
+                    new_rows.append({"id": cid, "title": item.title or "(untitled)", "source": item.source,
+                                     "source_id": item.source_id, "created": item.created, "updated": item.updated,
+                                     "model": item.model, "system": item.system, "head_hash": source_hash,
+                                     "message_count": len(imported), "size": size, "source_hash": source_hash,
+                                     "source_count": len(imported)})
+                    continue
+                stored_hash, stored_count = row.source_hash, row.source_count
+                if stored_hash is None:  # imported before revision 0005: what no exchange wrote was imported
+                    stored_hash, stored_count = self._imported_part(conn, row.id)
+                    conn.execute(conversations.update().where(conversations.c.id == row.id)
+                                 .values(source_hash=stored_hash, source_count=stored_count))
+                if stored_hash == source_hash:
+                    unchanged += 1
+                    continue
+                # The export changed: replace what it gave, and keep what came through the gateway
+                # since (``outlast chat --resume``) after it.
+                updated += 1
+                later = [(m.role, orjson.loads(m.content), m.created, m.exchange_id) for m in conn.execute(
+                    sa.select(messages.c.role, messages.c.content, messages.c.created, messages.c.exchange_id)
+                    .where(messages.c.conversation_id == row.id, messages.c.position >= stored_count)
+                    .order_by(messages.c.position))]
+                conn.execute(messages.delete().where(messages.c.conversation_id == row.id))
+                size = self._imported_rows(row.id, [*imported, *later], message_rows)
+                everything = [*typed, *[(role, parts) for role, parts, _, _ in later]]
+                conn.execute(conversations.update().where(conversations.c.id == row.id).values(
+                    title=item.title or "(untitled)", created=item.created,
+                    updated=max(item.updated, row.updated) if later else item.updated,
+                    model=row.model if later else item.model, system=item.system,
+                    head_hash=prefix_hashes(everything)[-1] if everything else "",
+                    message_count=len(everything), size=size, source_hash=source_hash,
+                    source_count=len(imported)))
             if new_rows:
                 conn.execute(conversations.insert(), new_rows)
             if message_rows:
                 self._insert_messages(conn, message_rows)
         return ImportResult(added, updated, unchanged)
+
+    @staticmethod
+    def _imported_rows(cid: str, items: Sequence[tuple[str, list[dict[str, Any]], float | None, str | None]],
+                       message_rows: list[tuple[Any, ...]]) -> int:
+        """Message rows for ``(role, parts, created, exchange_id)`` from position 0; their size."""
+        size = 0
+        for position, (role, parts, created, exchange_id) in enumerate(items):
+            content = orjson.dumps(parts).decode()
+            size += len(content)
+            message_rows.append((cid, position, role, content, plain_text(parts), created, exchange_id))
+        return size
+
+    @staticmethod
+    def _imported_part(conn: sa.Connection, cid: str) -> tuple[str, int]:
+        """The hash and count of a conversation's imported messages (the first ones, written by no exchange)."""
+        typed = [(m.role, orjson.loads(m.content)) for m in conn.execute(
+            sa.select(messages.c.role, messages.c.content)
+            .where(messages.c.conversation_id == cid, messages.c.exchange_id.is_(None))
+            .order_by(messages.c.position))]
+        return (prefix_hashes(typed)[-1] if typed else ""), len(typed)
 
     def list_conversations(self, *, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
         with self._read() as conn:
@@ -457,22 +498,31 @@ class SqlStore:
 
     def stats(self) -> StoreStats:
         with self._read() as conn:
-            n_exchanges, exchange_bytes = conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(exchanges.c.size), 0))).one()
+            n_exchanges, exchange_bytes, newest = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(exchanges.c.size), 0),
+                          sa.func.max(exchanges.c.created))).one()
             n_conversations, conversation_bytes = conn.execute(
                 sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(conversations.c.size), 0))).one()
             n_messages = conn.execute(sa.select(sa.func.count()).select_from(messages)).scalar_one()
-        return StoreStats(n_exchanges, n_conversations, n_messages, int(exchange_bytes) + int(conversation_bytes))
+        return StoreStats(n_exchanges, n_conversations, n_messages, int(exchange_bytes) + int(conversation_bytes),
+                          newest)
 
     def prune(self, *, older_than: float | None = None, max_bytes: int | None = None) -> PruneResult:
+        # Retention is about what the gateway recorded. Imported conversations are the user's
+        # archive from another tool: their times are the export's (years old, often), so aging
+        # them would delete them the moment they arrive; they are neither aged nor counted.
+        recorded = conversations.c.source == "gateway"
         cutoff = older_than
         if max_bytes is not None:
-            excess = self.stats().bytes - max_bytes
-            if excess > 0:
-                timeline = sa.union_all(sa.select(exchanges.c.created.label("t"), exchanges.c.size),
-                                        sa.select(conversations.c.updated.label("t"), conversations.c.size)
-                                        ).subquery()
-                with self._read() as conn:
+            with self._read() as conn:
+                excess = -max_bytes + int(conn.execute(sa.select(
+                    sa.func.coalesce(sa.func.sum(exchanges.c.size), 0))).scalar_one()) + int(conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(conversations.c.size), 0)).where(recorded)).scalar_one())
+                if excess > 0:
+                    timeline = sa.union_all(
+                        sa.select(exchanges.c.created.label("t"), exchanges.c.size),
+                        sa.select(conversations.c.updated.label("t"), conversations.c.size).where(recorded),
+                    ).subquery()
                     for when, size in conn.execute(sa.select(timeline.c.t, timeline.c.size).order_by(timeline.c.t)):
                         excess -= size
                         if excess <= 0:
@@ -484,7 +534,7 @@ class SqlStore:
             # Messages, attempts and splices go with their parents (ON DELETE CASCADE; FTS via triggers).
             removed_exchanges = conn.execute(exchanges.delete().where(exchanges.c.created <= cutoff)).rowcount
             removed_conversations = conn.execute(
-                conversations.delete().where(conversations.c.updated <= cutoff)).rowcount
+                conversations.delete().where(recorded, conversations.c.updated <= cutoff)).rowcount
         return PruneResult(removed_exchanges, removed_conversations)
 
     def vacuum(self) -> None:

@@ -6,7 +6,7 @@ an exchange, the head covers the request's messages plus the answer; a later req
 messages start with exactly those (the client resending history, plus a new turn) continues
 it. A request that matches no head, or forks an earlier point, starts a new conversation
 holding its whole history. ``x-outlast-conversation-id`` names the conversation explicitly:
-then the messages past what it already holds are appended.
+then the messages past what it already holds are appended (see :func:`append_point`).
 """
 
 from __future__ import annotations
@@ -58,19 +58,40 @@ def head_candidates(asked: Sequence[Typed], hashes: Sequence[str]) -> list[str]:
     return [hashes[k] for k in range(len(asked)) if asked[k][0] == "assistant"]
 
 
+def append_point(asked: Sequence[Typed], hashes: Sequence[str], head: str | None, count: int) -> int:
+    """How many of a request's messages the conversation it names already holds (its head is
+    ``head``, after ``count`` messages): those before the point are not stored again.
+
+    When the request resends the conversation so far, its head is one of the request's prefix
+    hashes. When it does not, the client sent the history differently from how it is stored:
+    typically without messages that have no text (a ChatGPT reasoning-only turn, which a
+    text-only client cannot send), or with only the new turn. Then what follows its last
+    answer is new, so a new turn is never lost."""
+    if count == 0:
+        return 0
+    if head:
+        for k in range(len(asked) - 1, -1, -1):
+            if hashes[k] == head:
+                return k + 1
+    for k in range(len(asked) - 1, -1, -1):
+        if asked[k][0] == "assistant":
+            return k + 1
+    return 0
+
+
 def place(
     explicit_id: str | None,
     asked: list[Typed],
     answer: list[dict[str, Any]],
     *,
-    count_of: Callable[[str], int | None],
+    state_of: Callable[[str], tuple[str | None, int] | None],
     find_head: Callable[[list[str]], tuple[str, str, int] | None],
     hashes: list[str] | None = None,
 ) -> Placement | None:
-    """Where an exchange's messages go. ``count_of(id)`` is a stored conversation's message
-    count (``None``: no such conversation); ``find_head(hashes)`` returns ``(id, hash, count)``
-    of a conversation whose head is one of ``hashes``, preferring the longest. ``None`` when
-    there is nothing to store (no answer)."""
+    """Where an exchange's messages go. ``state_of(id)`` is a stored conversation's head hash
+    and message count (``None``: no such conversation); ``find_head(hashes)`` returns ``(id,
+    hash, count)`` of a conversation whose head is one of ``hashes``, preferring the longest.
+    ``None`` when there is nothing to store (no answer)."""
     if not answer:
         return None
     everything = [*asked, ("assistant", answer)]
@@ -78,10 +99,11 @@ def place(
         hashes = prefix_hashes(everything)
     head = hashes[-1]
     if explicit_id:
-        count = count_of(explicit_id)
-        if count is None:
+        state = state_of(explicit_id)
+        if state is None:
             return Placement(explicit_id, True, 0, everything, head, title_of(everything))
-        keep = min(count, len(asked))
+        stored_head, count = state
+        keep = append_point(asked, hashes, stored_head, count)
         return Placement(explicit_id, False, count, everything[keep:], head, "")
     candidates = head_candidates(asked, hashes)
     found = find_head(candidates) if candidates else None
