@@ -39,6 +39,7 @@ from outlast.web.http import (
 )
 from outlast.web.proxy import ANTHROPIC, OPENAI, Inbound, InFlight, ModelEndpoint, count_tokens, models_body
 from outlast.web.server import ServerLimits
+from outlast.web.session import Sessions
 from outlast.web.usage import UsageWeb
 
 log = logging.getLogger("outlast")
@@ -63,9 +64,10 @@ class Gateway:
         self._max_body = config.max_body_bytes
         self.sinks = list(sinks)
         self.health_service = health  # outage detection, status page, dashboard (outlast.health, outlast.web)
-        self._health_web = HealthWeb(health, self._master_key) if health is not None else None
+        self.sessions = Sessions(self._master_key)  # the dashboard's sign-ins (outlast.web.session)
+        self._health_web = HealthWeb(health, self._master_key, self.sessions) if health is not None else None
         self.governance = governance  # virtual keys, data classes, audit (outlast.governance)
-        self._usage_web = UsageWeb(governance.engine, self._master_key) \
+        self._usage_web = UsageWeb(governance.engine, self._master_key, self.sessions) \
             if governance is not None and governance.engine is not None else None  # the inventory
         self._max_headers = config.governance.max_header_bytes
         self._openapi = openapi.render(list(providers), router.routes.names())  # GET /openapi.json

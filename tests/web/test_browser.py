@@ -1,7 +1,7 @@
 """The dashboard and status page in real headless Chromium (Debian's, driven by Playwright):
 pages render without console errors, live numbers move under simulator traffic, the report
-button files a report, and an incident the simulator causes appears. Screenshots go to
-``test-artifacts/``."""
+button files a report (with the script, and as a plain form without it), signing out ends the
+session, and an incident the simulator causes appears. Screenshots go to ``test-artifacts/``."""
 
 from __future__ import annotations
 
@@ -120,6 +120,37 @@ def test_report_button_files_a_report(page: Any, health_gateway: Any) -> None:
                         headers={"authorization": f"Bearer {MASTER_KEY}"}).json()["reports"]
     assert reports[0]["component"] == "openai" and reports[0]["note"] == "answers are blank"
     shot(page, "report-filed")
+    assert page.errors == []
+
+
+def test_the_report_form_works_without_javascript(browser: Any, health_gateway: Any, sim: Any) -> None:
+    context = browser.new_context(base_url=health_gateway.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/ui/")
+        page.fill("input[name=key]", MASTER_KEY)
+        page.click("button")
+        page.wait_for_url("**/ui/")
+        page.select_option("select[name=component]", "anthropic")
+        page.fill("input[name=note]", "no script here")
+        page.click("#report-button")  # a plain form post, then back to the overview
+        page.wait_for_url("**/ui/?reported=anthropic*")
+        assert page.locator("#report-result").inner_text() == "Report filed for anthropic. Thank you."
+        reports = httpx.get(f"{health_gateway.url}/outlast/v1/reports",
+                            headers={"authorization": f"Bearer {MASTER_KEY}"}).json()["reports"]
+        assert reports[0]["component"] == "anthropic" and reports[0]["note"] == "no script here"
+        shot(page, "report-filed-without-script")
+    finally:
+        context.close()
+
+
+def test_sign_out_ends_the_session(page: Any) -> None:
+    page.goto("/ui/providers")
+    page.click("form.sign-out button")
+    page.wait_for_url("**/ui/login")
+    page.goto("/ui/")
+    assert page.url.endswith("/ui/login")  # the session is gone: back to signing in
+    assert page.locator("h1").inner_text() == "Sign in"
     assert page.errors == []
 
 

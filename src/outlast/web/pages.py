@@ -1,5 +1,9 @@
 """Server-rendered HTML: the public status page and the dashboard's pages. Plain strings with
-every value escaped; the only script and style are outlast's own files under ``/ui/static/``."""
+every value escaped; the only script and style are outlast's own files under ``/ui/static/``.
+
+Every dashboard page is given the visitor's session (``session=``): its CSRF token goes in a hidden
+field of every form that posts (outlast.web.session), and a signed-in visitor gets a sign-out button.
+Every form works without the script."""
 
 from __future__ import annotations
 
@@ -14,14 +18,28 @@ from outlast.web.statuspage import component_states, page_status
 
 if TYPE_CHECKING:
     from outlast.health.service import HealthService
+    from outlast.web.session import Session
 
 NAV = (("/ui/", "Overview"), ("/ui/incidents", "Incidents"), ("/ui/providers", "Providers"),
        ("/ui/conversations", "Conversations"), ("/ui/usage", "Usage"), ("/status", "Status page"))
 
 
-def layout(title: str, body: str, *, current: str = "", refresh: int | None = None, nav: bool = True) -> str:
+def csrf_field(session: Session | None) -> str:
+    """The hidden field every posting form carries (outlast.web.session)."""
+    return f'<input type="hidden" name="csrf" value="{escape(session.csrf)}">' if session is not None else ""
+
+
+def sign_out_form(session: Session) -> str:
+    return (f'<form method="post" action="/ui/logout" class="sign-out">{csrf_field(session)}'
+            f'<button type="submit">Sign out</button></form>')
+
+
+def layout(title: str, body: str, *, current: str = "", refresh: int | None = None, nav: bool = True,
+           session: Session | None = None) -> str:
     links = "".join(f'<a href="{href}"{" aria-current=page" if href == current else ""}>{label}</a>'
                     for href, label in NAV) if nav else ""
+    if nav and session is not None and session.signed_in:
+        links += sign_out_form(session)
     meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">{meta}'
@@ -78,7 +96,9 @@ def status_page(health: HealthService) -> str:
     return layout(f"{health.config.page_name} status", "".join(parts), refresh=30, nav=False)
 
 
-def overview(health: HealthService, live: dict[str, Any]) -> str:
+def overview(health: HealthService, live: dict[str, Any], *, session: Session | None = None,
+             result: str = "") -> str:
+    """``result``: what became of a report the form just filed (shown where the script shows it)."""
     rows = "".join(
         f'<tr><td>{escape(c["component"])}</td><td data-component-status="{escape(c["component"])}" '
         f'class="status-{c["status"]}">{label(c["status"])}</td><td>{c["error_rate"]:.1%}</td>'
@@ -103,27 +123,28 @@ def overview(health: HealthService, live: dict[str, Any]) -> str:
             f'<th scope="col">Errors (30 s)</th><th scope="col">Samples</th><th scope="col">Failure mix</th></tr>'
             f'</thead><tbody>{rows}</tbody></table><h2>Vendor status pages</h2><ul>{feeds}</ul>'
             f'<h2>Something wrong?</h2><form id="report-form" class="report" action="/outlast/v1/reports" '
-            f'method="post"><label>Something\'s wrong with <select name="component" required>{options}</select>'
-            f'</label><label>Note (optional) <input name="note" maxlength="500" size="50"></label>'
+            f'method="post">{csrf_field(session)}<label>Something\'s wrong with <select name="component" required>'
+            f'{options}</select></label><label>Note (optional) <input name="note" maxlength="500" size="50"></label>'
             f'<button type="submit" id="report-button">Report a problem</button> '
-            f'<span id="report-result" role="status"></span></form>')
-    return layout("outlast — overview", body, current="/ui/")
+            f'<span id="report-result" role="status">{escape(result)}</span></form>')
+    return layout("outlast — overview", body, current="/ui/", session=session)
 
 
-def incidents_page(health: HealthService) -> str:
+def incidents_page(health: HealthService, *, session: Session | None = None) -> str:
     items = list(reversed(health.detector.incidents))
     rows = "".join(
         f'<tr><td><a href="/ui/incidents/{quote(i.id)}">{escape(i.title)}</a></td><td>{escape(i.status)}</td>'
         f"<td>{escape(CAUSES.get(i.cause, i.cause))}</td><td>{clock_text(i.started_at)}</td>"
         f"<td>{duration_text(i.detection_lag)}</td><td>{duration_text(i.ack_lag)}</td>"
         f"<td>{duration_text(i.duration)}</td></tr>" for i in items)
-    body = ("<h1>Incidents</h1><table><thead><tr><th>Incident</th><th>Status</th><th>Cause</th><th>Began</th>"
-            "<th>Detected after</th><th>Vendor acknowledged after</th><th>Lasted</th></tr></thead>"
+    heads = "".join(f'<th scope="col">{h}</th>' for h in ("Incident", "Status", "Cause", "Began", "Detected after",
+                                                           "Vendor acknowledged after", "Lasted"))
+    body = (f"<h1>Incidents</h1><table><thead><tr>{heads}</tr></thead>"
             f"<tbody>{rows or '<tr><td colspan=7>No incidents.</td></tr>'}</tbody></table>")
-    return layout("outlast — incidents", body, current="/ui/incidents")
+    return layout("outlast — incidents", body, current="/ui/incidents", session=session)
 
 
-def incident_page(incident: Incident) -> str:
+def incident_page(incident: Incident, *, session: Session | None = None) -> str:
     vendor = incident.vendor_incident or {}
     facts = [("Status", incident.status), ("Cause", CAUSES.get(incident.cause, incident.cause)),
              ("Components", ", ".join(incident.components)), ("Began", clock_text(incident.started_at)),
@@ -139,10 +160,10 @@ def incident_page(incident: Incident) -> str:
     body = (f"<h1>{escape(incident.title)}</h1><table>{table}</table><h2>Timeline</h2>"
             + "".join(f'<div class="update"><strong>{escape(u.status)}</strong> <span class="muted">'
                       f"{clock_text(u.at)}</span><br>{escape(u.body)}</div>" for u in incident.updates))
-    return layout(incident.title, body, current="/ui/incidents")
+    return layout(incident.title, body, current="/ui/incidents", session=session)
 
 
-def providers_page(health: HealthService) -> str:
+def providers_page(health: HealthService, *, session: Session | None = None) -> str:
     today = day_of(health.clock())
     parts = ["<h1>Providers</h1>"]
     for name, state in component_states(health):
@@ -153,43 +174,61 @@ def providers_page(health: HealthService) -> str:
                      f'<span class="status-{state}">{label(state)}</span></header>'
                      f'<div class="muted">uptime today {health.uptime.percent(name, today):.2f}% · first token usually '
                      f"{latency}, lately {recent}</div>{bars(health, name)}</section>")
-    return layout("outlast — providers", "".join(parts), current="/ui/providers")
+    return layout("outlast — providers", "".join(parts), current="/ui/providers", session=session)
 
 
-def conversations_page(items: list[Any], query: str, hits: list[Any] | None, error: str | None) -> str:
+def conversations_page(items: list[Any], query: str, hits: list[Any] | None, error: str | None, *,
+                       session: Session | None = None) -> str:
     form = (f'<form method="get" action="/ui/conversations" role="search"><label>Search '
             f'<input type="search" name="q" value="{escape(query)}"></label> <button>Search</button></form>')
     if error:
         return layout("outlast — conversations", f"<h1>Conversations</h1>{form}<p>{escape(error)}</p>",
-                      current="/ui/conversations")
+                      current="/ui/conversations", session=session)
+    heads: tuple[str, ...]
     if hits is not None:
+        heads = ("Conversation", "Who", "Where it matched")
         rows = "".join(f'<tr><td><a href="/ui/conversations/{quote(h.conversation_id)}">{escape(h.title)}</a></td>'
                        f"<td>{escape(h.role)}</td><td>{escape(h.snippet)}</td></tr>" for h in hits)
     else:
+        heads = ("Conversation", "Source", "Messages", "Updated")
         rows = "".join(f'<tr><td><a href="/ui/conversations/{quote(c.id)}">{escape(c.title or c.id)}</a></td>'
                        f"<td>{escape(c.source)}</td><td>{c.message_count}</td><td>{clock_text(c.updated)}</td></tr>"
                        for c in items)
-    body = (f"<h1>Conversations</h1>{form}<table><tbody>{rows or '<tr><td>Nothing found.</td></tr>'}"
+    head = "".join(f'<th scope="col">{h}</th>' for h in heads)
+    empty = f'<tr><td colspan="{len(heads)}">Nothing found.</td></tr>'
+    body = (f"<h1>Conversations</h1>{form}<table><thead><tr>{head}</tr></thead><tbody>{rows or empty}"
             "</tbody></table>")
-    return layout("outlast — conversations", body, current="/ui/conversations")
+    return layout("outlast — conversations", body, current="/ui/conversations", session=session)
 
 
-def conversation_page(conversation: Any) -> str:
+def conversation_page(conversation: Any, *, session: Session | None = None) -> str:
     cid = quote(conversation.id)
     messages = "".join(f'<div class="message"><strong>{escape(m.role)}</strong><pre>{escape(m.text)}</pre></div>'
                        for m in conversation.messages)
     body = (f"<h1>{escape(conversation.summary.title or conversation.id)}</h1>"
             f'<p>Export: <a href="/ui/conversations/{cid}/export.md">Markdown</a> · '
             f'<a href="/ui/conversations/{cid}/export.json">JSON</a></p>{messages}')
-    return layout(conversation.summary.title or "conversation", body, current="/ui/conversations")
+    return layout(conversation.summary.title or "conversation", body, current="/ui/conversations", session=session)
 
 
 def login_page(error: str = "") -> str:
+    # No session and so no token yet: the sign-in is checked by its origin (outlast.web.session).
     note = f'<p role="alert">{escape(error)}</p>' if error else ""
     body = (f"<h1>Sign in</h1>{note}<form method=post action=/ui/login><label>Master key "
             f'<input type="password" name="key" autocomplete="current-password" required></label>'
             f"<button>Sign in</button></form>")
     return layout("outlast — sign in", body, nav=False)
+
+
+def logout_page(session: Session) -> str:
+    body = f"<h1>Sign out</h1><p>Sign out of the outlast dashboard in this browser?</p>{sign_out_form(session)}"
+    return layout("outlast — sign out", body, nav=False)
+
+
+def refused_page(message: str) -> str:
+    body = (f'<h1>Not done</h1><p role="alert">{escape(message)}</p>'
+            '<p><a href="/ui/">Back to the dashboard</a> (reload it, then try again).</p>')
+    return layout("outlast — not done", body, nav=False)
 
 
 def now_text() -> str:

@@ -6,14 +6,14 @@ a window given by ``since`` and ``until`` (epoch seconds, ISO 8601, or an age su
 default: the last 30 days).
 
 They need the admin credential: the master key (``Authorization: Bearer`` or ``x-api-key``) for
-the API, the dashboard's session (set by ``/ui/login``) for the page. A virtual key is a team's
-key, not an admin's, and is refused. Without a master key they are open, like the rest.
+the API, the dashboard's session (outlast.web.session, opened at ``/ui/login``) for the page. A
+virtual key is a team's key, not an admin's, and is refused. Without a master key they are open,
+like the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 from html import escape
@@ -24,6 +24,7 @@ from outlast.governance.inventory import parse_when, report
 from outlast.health.incidents import clock_text
 from outlast.web import pages
 from outlast.web.http import Receive, Scope, Send, respond, respond_json
+from outlast.web.session import Session, Sessions, https
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -32,7 +33,6 @@ log = logging.getLogger("outlast.governance")
 
 API = "/outlast/v1/usage"
 PAGE = "/ui/usage"
-COOKIE = "outlast_session"  # the dashboard's session (outlast.web.health_routes sets it at /ui/login)
 HTML = b"text/html; charset=utf-8"
 SECURITY = [(b"content-security-policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"),
             (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
@@ -41,11 +41,10 @@ DEFAULT_WINDOW = "30d"
 
 
 class UsageWeb:
-    def __init__(self, engine: sa.Engine, master_key: bytes | None) -> None:
+    def __init__(self, engine: sa.Engine, master_key: bytes | None, sessions: Sessions | None = None) -> None:
         self.engine = engine
         self.master_key = master_key
-        self.session = hmac.new(master_key, b"outlast-ui-session", hashlib.sha256).hexdigest() \
-            if master_key else None
+        self.sessions = sessions if sessions is not None else Sessions(master_key)
 
     # ------------------------------------------------------------------ auth
 
@@ -58,14 +57,12 @@ class UsageWeb:
             presented = token.strip() if scheme.lower() == "bearer" else ""
         return hmac.compare_digest(presented.encode(), self.master_key)
 
-    def _session_ok(self, headers: dict[str, str]) -> bool:
-        if self.session is None:
-            return True
-        for part in headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == COOKIE and hmac.compare_digest(value.encode(), self.session.encode()):
-                return True
-        return False
+    def _visitor(self, scope: Scope, headers: dict[str, str]) -> tuple[Session | None, list[tuple[bytes, bytes]]]:
+        session = self.sessions.get(headers)
+        if session is not None or not self.sessions.open_access:
+            return session, []
+        session = self.sessions.open(signed_in=False)  # no master key: for the forms' tokens
+        return session, [self.sessions.cookie(session, https(scope, headers))]
 
     # ------------------------------------------------------------------ dispatch
 
@@ -80,10 +77,11 @@ class UsageWeb:
             await respond_json(send, 405, {"error": f"{path} takes GET, not {method}"},
                                headers=[(b"allow", b"GET, HEAD")])
             return True
-        if page and not self._session_ok(headers):
+        session, cookies = self._visitor(scope, headers) if page else (None, [])
+        if page and session is None:
             await respond(send, 303, b"", content_type=b"text/plain", headers=[(b"location", b"/ui/login")])
             return True
-        if not page and not (self._key_ok(headers) or self._session_ok(headers)):  # GET only: no forgery to fear
+        if not page and not (self._key_ok(headers) or self.sessions.get(headers) is not None):  # GET only
             await respond_json(send, 401, {"error": "missing or invalid key: the usage inventory needs the master "
                                                     "key, as 'Authorization: Bearer' or 'x-api-key'"})
             return True
@@ -94,7 +92,8 @@ class UsageWeb:
         except ValueError as error:
             if page:
                 await self._page(send, pages.layout("outlast — usage", f"<h1>Usage</h1>{_form(query)}"
-                                                    f'<p role="alert">{escape(str(error))}</p>', current=PAGE), 400)
+                                                    f'<p role="alert">{escape(str(error))}</p>', current=PAGE,
+                                                    session=session), 400, cookies)
             else:
                 await respond_json(send, 400, {"error": str(error)})
             return True
@@ -105,19 +104,19 @@ class UsageWeb:
             message = f"the store cannot be read ({type(error).__name__})"
             if page:
                 await self._page(send, pages.layout("outlast — usage", f"<h1>Usage</h1><p>{escape(message)}</p>",
-                                                    current=PAGE), 503)
+                                                    current=PAGE, session=session), 503, cookies)
             else:
                 await respond_json(send, 503, {"error": message})
             return True
         if page:
-            await self._page(send, usage_page(found, query))
+            await self._page(send, usage_page(found, query, session=session), extra=cookies)
         else:
             await respond_json(send, 200, found)
         return True
 
     @staticmethod
-    async def _page(send: Send, body: str, status: int = 200) -> None:
-        await respond(send, status, body.encode(), content_type=HTML, headers=SECURITY)
+    async def _page(send: Send, body: str, status: int = 200, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        await respond(send, status, body.encode(), content_type=HTML, headers=[*SECURITY, *(extra or [])])
 
 
 def _form(query: dict[str, str]) -> str:
@@ -133,7 +132,7 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{escape(name)} ({n})" for name, n in counts.items())
 
 
-def usage_page(found: dict[str, Any], query: dict[str, str]) -> str:
+def usage_page(found: dict[str, Any], query: dict[str, str], *, session: Session | None = None) -> str:
     until = clock_text(found["until"]) if found["until"] is not None else "now"
     window = f"{clock_text(found['since'])} to {until}"
     teams = "".join(
@@ -158,4 +157,4 @@ def usage_page(found: dict[str, Any], query: dict[str, str]) -> str:
         f'<th scope="col">Data class</th><th scope="col">Requests</th><th scope="col">Tokens in</th>'
         f'<th scope="col">Tokens out</th><th scope="col">Errors</th></tr></thead>'
         f"<tbody>{rows or empty.format(n=8)}</tbody></table>")
-    return pages.layout("outlast — usage", body, current=PAGE)
+    return pages.layout("outlast — usage", body, current=PAGE, session=session)

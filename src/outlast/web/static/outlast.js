@@ -41,9 +41,12 @@
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       var body = { component: form.elements.component.value, note: form.elements.note.value };
+      // The session's CSRF token, from the form's hidden field (without the script the form posts it).
+      var token = form.elements.csrf ? form.elements.csrf.value : "";
       fetch("/outlast/v1/reports", {
         method: "POST", credentials: "same-origin",
-        headers: { "content-type": "application/json", "x-outlast-ui": "1" }, body: JSON.stringify(body)
+        headers: { "content-type": "application/json", "x-outlast-ui": "1", "x-outlast-csrf": token },
+        body: JSON.stringify(body)
       }).then(function (r) { return r.json().then(function (j) { return [r.status, j]; }); })
         .then(function (result) {
           set("report-result", result[0] === 201 ? "Report filed for " + result[1].component + ". Thank you."
