@@ -417,3 +417,20 @@ def test_a_writer_that_cannot_read_its_key_file_keeps_the_records(tmp_path: Path
     clock.now = 10
     assert writer._drain() is True and _chain(engine) == ["r0"]
     assert writer.key_source == f"the key file {tmp_path / 'audit.key'}"
+
+
+def test_metrics_are_public_and_name_no_team_key_or_data_class(gov: Any, sim: Any) -> None:
+    key, key_id = create(gov, "--team", "payments-secret-project")
+    assert ask(gov["a"].url, key).status_code == 200
+    sim.add_fault(vendor="anthropic", model="claude-opus-4-6", mode="status", status=529)
+    assert ask(gov["a"].url, key, route="gov-secret", text=f"{SECRET} {REPLY}").status_code == 403
+    assert ask(gov["a"].url, key, route="made-up-model-named-by-a-caller").status_code == 404
+    _audit_rows(gov)
+    scraped = httpx.get(f"{gov['a'].url}/metrics", timeout=10)  # as Prometheus scrapes: no credentials
+    assert scraped.status_code == 200
+    text = scraped.text
+    assert 'route="to-anthropic"' in text  # what it is for: counts by route, provider and model
+    assert "outlast_audit_records_unwritten 0" in text and "outlast_audit_write_failures_total 0" in text
+    for private in ("payments-secret-project", key_id, key, MASTER_KEY, SECRET, "made-up-model",
+                    'data_class="', 'team="', 'key="', 'key_id="'):
+        assert private not in text, private

@@ -550,8 +550,8 @@ def document(providers: Sequence[str] = (), routes: Sequence[str] = ()) -> dict[
             "summary": "Self-hosted AI continuity gateway",
             "description": "The OpenAI Chat Completions and Anthropic Messages dialects, served with failover "
                            "across providers, and outlast's own API. Errors come back in the caller's dialect. "
-                           "Every endpoint but /healthz and /openapi.json needs the master key (or a virtual "
-                           "key) as `x-api-key` or `Authorization: Bearer` when one is configured. The server "
+                           "Every endpoint but /healthz, /metrics and /openapi.json needs the master key (or a "
+                           "virtual key) as `x-api-key` or `Authorization: Bearer` when one is configured. The server "
                            "refuses request headers over governance.max_header_bytes with 431 and clients "
                            "too slow to send their request with 408 (docs/configuration.md, Limits).",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
