@@ -237,5 +237,7 @@ def test_an_open_dashboard_still_gives_its_forms_a_token_and_checks_it(open_gate
                             headers={"origin": EVIL}).status_code == 403
         filed = browser.post("/outlast/v1/reports", data={"component": "openai", "csrf": csrf}, headers=own(url))
         assert filed.status_code == 303
+        login = browser.get("/ui/login")  # no master key: nothing to sign in to
+        assert login.status_code == 303 and login.headers["location"] == "/ui/"
     # the API is open without a master key, as documented
     assert httpx.post(f"{url}/outlast/v1/reports", json={"component": "openai"}).status_code == 201

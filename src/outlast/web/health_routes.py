@@ -192,7 +192,7 @@ class HealthWeb:
 
     async def _login(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], method: str) -> None:
         if method != "POST":
-            if self.sessions.get(headers) is not None:
+            if self.sessions.get(headers) is not None or self.sessions.open_access:  # nothing to sign in to
                 await self._redirect(send, "/ui/")
                 return
             await self._html(send, pages.login_page())
@@ -233,7 +233,8 @@ class HealthWeb:
             return
         if session is not None:
             self.sessions.close(session)
-        await self._redirect(send, "/ui/login", [self.sessions.clearing(https(scope, headers))])
+        where = "/ui/" if self.sessions.open_access else "/ui/login"
+        await self._redirect(send, where, [self.sessions.clearing(https(scope, headers))])
 
     async def _conversations(self, scope: Scope, send: Send, path: str, session: Session,
                              cookies: list[tuple[bytes, bytes]]) -> None:
