@@ -62,6 +62,12 @@ def test_secrets_do_not_show_in_the_config_repr(tmp_path: Path) -> None:
         ("- just\n- a list", {}, "expected a mapping at the top level"),
         ("providers:\n  a: {kind: openai\n", {}, "invalid YAML"),
         ("max_body_bytes: lots", {}, "max_body_bytes: Input should be a valid integer"),
+        ("state: reddis://127.0.0.1", {}, "state: expected 'memory' or a redis:// URL, got 'reddis://127.0.0.1'"),
+        ("providers: {a: {kind: openai}}\nroutes: {m: [a/x]}\nroute_options: {n: {hedge_after: 1}}", {},
+         "route_options.n: no route of that name (routes: m)"),
+        ("providers: {a: {kind: openai}}\nroutes: {m: [a/x, a/y]}\nroute_options: {m: {tiers: [0]}}", {},
+         "routes.m.tiers: 1 tiers for 2 candidates"),
+        ("providers: {a: {kind: openai, plain_json: true}}", {}, "providers.a.plain_json: only a gemini provider"),
     ],
 )
 def test_bad_config_names_file_field_and_problem(tmp_path: Path, text: str, env: dict[str, str],
@@ -119,3 +125,11 @@ def test_config_check_command(tmp_path: Path) -> None:
     result = runner.invoke(main, ["config", "check", str(bad)])
     assert result.exit_code == 2
     assert "providers.a.kind" in result.output
+
+
+def test_gemini_plain_json_reaches_the_provider(tmp_path: Path) -> None:
+    from outlast.providers.registry import build_provider
+
+    config = load(write(tmp_path, "providers: {g: {kind: gemini, plain_json: true}, h: {kind: gemini}}"), {})
+    assert build_provider("g", config.providers["g"]).plain_json is True  # type: ignore[attr-defined]
+    assert build_provider("h", config.providers["h"]).plain_json is False  # type: ignore[attr-defined]

@@ -124,6 +124,9 @@ class ProviderConfig(_Strict):
     # Active probes (docs/health.md): off unless asked for, since every probe is a billed request.
     probe: bool = False
     probe_interval: float | None = Field(None, gt=0)  # seconds (default: health.probes.interval)
+    # Gemini only: a caller that did not ask for a stream is sent to :generateContent (one JSON answer)
+    # instead of :streamGenerateContent; its first-token deadline then covers the whole answer.
+    plain_json: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -286,7 +289,18 @@ class Config(_Strict):
                     raise ValueError(
                         f"routes.{name}.{i}: unknown provider {provider!r} (providers: {known})"
                     )
+        for name, options in self.route_options.items():
+            if name not in self.routes:
+                raise ValueError(f"route_options.{name}: no route of that name (routes: "
+                                 f"{', '.join(self.routes) or 'none configured'})")
+            if options.tiers and len(options.tiers) != len(self.routes[name]):
+                raise ValueError(f"routes.{name}.tiers: {len(options.tiers)} tiers for "
+                                 f"{len(self.routes[name])} candidates; give one tier per candidate")
+        if self.state not in ("", "memory") and not self.state.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"state: expected 'memory' or a redis:// URL, got {self.state!r}")
         for name, provider_config in self.providers.items():
+            if provider_config.plain_json and provider_config.kind != "gemini":
+                raise ValueError(f"providers.{name}.plain_json: only a gemini provider has it")
             unknown = [c for c in provider_config.approved_for if c not in self.data_classes]
             if unknown:
                 raise ValueError(

@@ -23,5 +23,6 @@ def build_provider(name: str, config: ProviderConfig) -> Provider:
         return OpenAIProvider(name, api_key=key, timeouts=timeouts, headers=headers,
                               max_tokens_field=config.max_tokens_field, **kwargs)
     if config.kind == "gemini":
-        return GeminiProvider(name, api_key=key, timeouts=timeouts, headers=headers, **kwargs)
+        return GeminiProvider(name, api_key=key, timeouts=timeouts, headers=headers,
+                              plain_json=config.plain_json, **kwargs)
     raise ValueError(f"unknown provider kind {config.kind!r}")  # unreachable: config validates kind
