@@ -217,6 +217,8 @@ def main() -> None:
     parser.add_argument("--no-end-to-end", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    # The gateway's journal, audit key and spool go to a directory of the run's own, never the user's.
+    os.environ["OUTLAST_DATA_DIR"] = tempfile.mkdtemp(prefix="outlast-bench-store-")
     global TURNS
     TURNS = args.turns
     chosen = backends(args.pg)
