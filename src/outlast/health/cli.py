@@ -12,7 +12,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from outlast.health.scorecard import HEADINGS, cells, incident_report, render_html, render_markdown, scorecard
+from outlast.health.scorecard import (
+    HEADINGS,
+    MODEL_HEADINGS,
+    cells,
+    incident_report,
+    model_cells,
+    render_html,
+    render_markdown,
+    scorecard,
+)
 from outlast.store.sql import SqlStore
 
 err = Console(stderr=True)
@@ -53,6 +62,14 @@ def report(ctx: click.Context, config_path: str | None, days: float, fmt: str, o
         for row in rows:
             table.add_row(*cells(row))
         Console().print(table)
+        models = model_cells(rows)
+        if models:
+            by_model = Table(title="Time to first token by model")
+            for heading in MODEL_HEADINGS:
+                by_model.add_column(heading)
+            for line in models:
+                by_model.add_row(*line)
+            Console().print(by_model)
         if not rows:
             click.echo("nothing recorded in this window yet")
         return

@@ -68,6 +68,13 @@ def duration_text(seconds: float | None) -> str:
     return f"{sign}{secs}s"
 
 
+def relative_text(seconds: float, what: str) -> str:
+    """``35m 00s after onset``; a negative span reads ``2m 00s before onset``."""
+    if seconds < 0:
+        return f"{duration_text(-seconds)} before {what}"
+    return f"{duration_text(seconds)} after {what}"
+
+
 @dataclass(slots=True)
 class Update:
     at: float
@@ -114,10 +121,13 @@ class Incident:
         return None if self.resolved_at is None else self.resolved_at - self.started_at
 
     def update(self, at: float, status: str, body: str) -> Update:
+        """A timeline entry. The status times mark transitions: a note added while monitoring (a
+        vendor's post, say) does not restart the quiet period."""
+        entering = status != self.status
         self.status = status
         if status == "identified" and self.identified_at is None:
             self.identified_at = at
-        elif status == "monitoring":
+        elif status == "monitoring" and (entering or self.monitoring_at is None):
             self.monitoring_at = at
         elif status == "resolved":
             self.resolved_at = at
