@@ -152,7 +152,9 @@ class Upstream:
             except http.ConnectTimeout:
                 raise self._timeout(TimeoutPhase.CONNECT, model, during_stream=False) from None
             except http.ReadTimeout:
-                phase = TimeoutPhase.TOTAL if client.loop.time() >= total else TimeoutPhase.FIRST_TOKEN
+                # The deadline that was armed says which one passed; the clock read now may not: uvloop's
+                # timers count whole milliseconds, so one can fire while loop.time() is a hair short of it.
+                phase = TimeoutPhase.TOTAL if first_deadline >= total else TimeoutPhase.FIRST_TOKEN
                 raise self._timeout(phase, model, during_stream=False) from None
             except http.HTTPClientError as exc:
                 raise self._transport(exc, model, during_stream=False) from None
@@ -165,11 +167,12 @@ class Upstream:
             idle = t.idle
             while True:
                 deadline = client.loop.time() + idle
+                if deadline > total:
+                    deadline = total
                 try:
-                    batch = await self._next(response, buffer, model, deadline if deadline < total else total,
-                                             during_stream=True)
+                    batch = await self._next(response, buffer, model, deadline, during_stream=True)
                 except http.ReadTimeout:
-                    phase = TimeoutPhase.TOTAL if client.loop.time() >= total else TimeoutPhase.IDLE
+                    phase = TimeoutPhase.TOTAL if deadline >= total else TimeoutPhase.IDLE
                     raise self._timeout(phase, model, during_stream=True) from None
                 except http.HTTPClientError as exc:
                     raise self._transport(exc, model, during_stream=True) from None
