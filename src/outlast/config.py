@@ -113,6 +113,9 @@ class ProviderConfig(_Strict):
     api_key: SecretStr | None = None
     approved_for: tuple[str, ...] = DEFAULT_DATA_CLASSES
     status_feed: str | None = None
+    # The status page's components (names or ids) that stand for this provider (docs/health.md);
+    # empty: the page's components whose name has the word API.
+    status_components: tuple[str, ...] = ()
     timeouts: TimeoutsConfig = TimeoutsConfig()
     headers: dict[str, str] = Field(default_factory=dict)
     # OpenAI-compatible servers disagree on the name of the output limit.

@@ -71,13 +71,16 @@ class Replay:
         return exchange
 
     async def run(self, start: float, stop: float, every: float, routes: tuple[str, ...],
-                  tick: float = 5.0) -> None:
+                  tick: float = 5.0, poll: float | None = None) -> None:
         """Requests on ``routes`` every ``every`` seconds from ``start`` to ``stop``, the detector
-        ticking every ``tick`` seconds in between."""
+        ticking every ``tick`` seconds in between (and the vendor's status page read every ``poll``)."""
         t = start
-        next_tick = start
+        next_tick = next_poll = start
         while t < stop:
             self.at(t)
+            if poll is not None and next_poll <= t:
+                await self.feeds.poll()
+                next_poll += poll
             for route in routes:
                 await self.send(route)
             while next_tick <= t:

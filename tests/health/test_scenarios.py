@@ -62,6 +62,10 @@ async def test_june_2_2026_opens_within_30s_as_overload_and_resolves_in_order(sc
         assert incident.ack_lag is not None and abs(incident.ack_lag - 35 * 60) <= 5
         assert incident.vendor_incident is not None and incident.vendor_incident["name"] == \
             "Elevated errors on Claude Opus 4.6"
+        # Matched by the component it names (the API), said once in the timeline, kept as evidence.
+        (post,) = incident.evidence["vendor_posts"].values()
+        assert post["acknowledgement"] is True and post["name"] == "Elevated errors on Claude Opus 4.6"
+        assert sum("status page acknowledged it" in u.body for u in incident.updates) == 1
         assert incident.failed_over > 100 and incident.requests_affected > 100
         # Uptime: opus was in outage from 06:04 until the mitigation at 11:20 (316 min), and not
         # operational at most until the errors stopped at 12:15 (371 min).
@@ -80,7 +84,8 @@ async def test_flapping_opens_no_incident_while_breakers_absorb_the_bursts(scena
     sim = scenario_sim("flapping")
     replay = Replay(sim, epoch("2026-06-02T08:00:00Z"))
     try:
-        await replay.run(0, 12 * 60, 2, ROUTES)
+        await replay.run(0, 12 * 60, 2, ROUTES, poll=60)  # the vendor's page read, as the service does
+        assert replay.feeds.states["anthropic"].state == "ok"
         failed = [r for r in sim.requests("anthropic") if r["status"] in (500, 529)]
         assert len(failed) >= 6 * 3  # the scenario really failed, in each of its six bursts
         # Six 10-second bursts: shorter than the minimum sustained duration, so no incident...
@@ -115,7 +120,8 @@ async def test_rate_limiting_for_five_minutes_opens_no_incident(scenario_sim: An
     sim = scenario_sim("rate-limited")
     replay = Replay(sim, epoch("2026-06-02T08:00:00Z"))
     try:
-        await replay.run(0, 10 * 60, 2, ("gpt-5.1", "to-anthropic", "to-gemini"))
+        await replay.run(0, 10 * 60, 2, ("gpt-5.1", "to-anthropic", "to-gemini"), poll=60)
+        assert replay.feeds.states["anthropic"].state == "ok" and replay.detector.vendor_open == {}
         assert any(r["status"] == 429 for r in sim.requests())  # the scenario really throttled
         limited = [c for c in replay.detector.components.values() if c.limited_since is not None or
                    c.last_departure is not None]

@@ -16,6 +16,14 @@ longer than ``rate_limit_grace``: a quota running out for a few minutes is not a
 With fewer than ``min_samples`` attempts in ``window`` (an idle gateway, where only active probes
 run), a component is judged on the last ``sparse_window`` seconds instead.
 
+Vendors' status feeds are a signal too, but a weak one: an open vendor incident about a provider
+(one that names the vendor components standing for it, :meth:`~outlast.health.feeds.FeedState.concerns`)
+shows the provider's component as at least degraded performance, and is written into the evidence
+of outlast's incident; only outlast's own traffic makes it a partial or major outage, opens or
+closes an incident. A vendor post is the acknowledgement of outlast's incident when it came no
+earlier than ``VENDOR_LEAD`` before outlast's onset (the lag is then negative: the vendor was first);
+an older one is an earlier incident of the vendor's, shown as evidence but not as the acknowledgement.
+
 The clock is passed in (epoch seconds), so tests replay a day in a second.
 """
 
@@ -27,13 +35,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from outlast.health.feeds import FeedState
-from outlast.health.incidents import CAUSE_OF_INDEX, CAUSES, Incident, Update, clock_text, duration_text
+from outlast.health.feeds import FeedState, VendorIncident
+from outlast.health.incidents import CAUSE_OF_INDEX, CAUSES, Incident, Update, clock_text, duration_text, relative_text
 from outlast.health.reports import Reports
 from outlast.health.signals import SignalListener, Window
 from outlast.health.uptime import Uptime
 
 Change = tuple[Incident, Update]
+
+# outlast's onset is an estimate (to the bucket with traffic, to the probe interval without): a vendor
+# post this much earlier still acknowledges the same outage, with a negative lag.
+VENDOR_LEAD = 300.0
+# A feed's last reading stays a signal this long after it, so a status page that goes down with the
+# API keeps its word for a while, and one that is gone for good stops counting.
+VENDOR_FRESH = 3600.0
+STATUS_ORDER = ("operational", "degraded_performance", "partial_outage", "major_outage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +92,7 @@ class Reading:
     probes: int = 0  # of the samples, active probes
     probe_fails: int = 0
     probe_latency: float | None = None
+    vendor: list[str] = field(default_factory=list)  # open vendor incidents about it (providers only)
 
 
 @dataclass(slots=True)
@@ -118,6 +135,7 @@ class Detector:
         self.components: dict[str, ComponentState] = {}
         self.incidents: list[Incident] = []  # newest last; resolved ones stay for the pages
         self.listeners: list[Callable[[Incident, Update], None]] = []
+        self.vendor_open: dict[str, list[VendorIncident]] = {}  # provider -> open vendor incidents about it
         self._last_tick: float | None = None
         self._count = 0
 
@@ -212,6 +230,22 @@ class Detector:
                 state.baseline_latency = reading.latency if state.baseline_latency is None else \
                     (1 - a) * state.baseline_latency + a * reading.latency
         state.status = self._status(state, reading, evidence)
+        posts = self.vendor_open.get(state.name) if "/" not in state.name else None
+        if posts:
+            reading.vendor = [i.name for i in posts]
+            if STATUS_ORDER.index(state.status) < STATUS_ORDER.index("degraded_performance"):
+                state.status = "degraded_performance"  # the vendor says so; its traffic says how bad
+
+    def _vendor_signals(self, now: float) -> None:
+        """Each provider's open vendor incidents about it, from a feed read within ``VENDOR_FRESH``."""
+        self.vendor_open = {}
+        for provider, feed in self.feeds.items():
+            if feed.status is None or feed.read_at is None or now - feed.read_at > VENDOR_FRESH:
+                continue
+            posts = [i for i in feed.concerning() if not i.resolved]
+            if posts:
+                self.vendor_open[provider] = posts
+                self.component(provider)
 
     def _status(self, state: ComponentState, reading: Reading, evidence: bool) -> str:
         if not evidence:
@@ -404,25 +438,51 @@ class Detector:
                     f"{incident.failed_over} requests served by failover, {incident.failed} failed."), changes)
 
     def _vendor(self, incident: Incident, now: float, changes: list[Change]) -> None:
+        """The vendor's incidents about this provider, from its feed: the first one posted no earlier
+        than ``VENDOR_LEAD`` before the onset is the acknowledgement; each one still open or posted
+        since then is written into the evidence (``vendor_posts``) and the timeline, once."""
         feed = self.feeds.get(incident.provider)
-        if feed is None or feed.status is None or incident.vendor_ack_at is not None:
+        if feed is None or feed.status is None:
             return
-        for vendor in sorted(feed.status.incidents, key=lambda i: i.acknowledged_at or now):
+        posts: dict[str, Any] = incident.evidence.setdefault("vendor_posts", {})
+        known = incident.vendor_incident  # an acknowledgement recorded before vendor_posts was kept
+        if known and known.get("id") is not None and known["id"] not in posts:
+            posts[known["id"]] = {"name": known.get("name"), "status": known.get("status"),
+                                  "acknowledged_at": incident.vendor_ack_at, "url": known.get("url"),
+                                  "seen_at": known.get("seen_at"), "acknowledgement": True}
+        started = incident.started_at
+        for vendor in sorted(feed.concerning(), key=lambda i: i.acknowledged_at or now):
+            if vendor.resolved and (vendor.resolved_at or now) < started:
+                continue  # over before this began
             ack = vendor.acknowledged_at
-            if ack is None or ack < incident.started_at - 3600:
+            acknowledges = ack is not None and ack >= started - VENDOR_LEAD
+            if not acknowledges and vendor.resolved:
+                continue  # an earlier incident of the vendor's, over now: not about this one
+            post = posts.get(vendor.id)
+            if post is not None:
+                post["status"] = vendor.status
                 continue
-            if vendor.resolved and (vendor.resolved_at or now) < incident.started_at:
-                continue
-            incident.vendor_ack_at = ack
-            incident.vendor_incident = {"id": vendor.id, "name": vendor.name, "status": vendor.status,
-                                        "url": vendor.url, "seen_at": feed.first_seen.get(vendor.id, now)}
-            self._emit(incident, incident.update(
-                now, incident.status,
-                f"{incident.provider}'s status page acknowledged it at {clock_text(ack)} "
-                f"({duration_text(ack - incident.started_at)} after onset, "
-                f"{duration_text(ack - incident.opened_at)} after outlast opened this incident): "
-                f"\u201c{vendor.name}\u201d ({vendor.status})."), changes)
-            return
+            posts[vendor.id] = post = {"name": vendor.name, "status": vendor.status, "acknowledged_at": ack,
+                                       "url": vendor.url, "seen_at": feed.first_seen.get(vendor.id, now),
+                                       "acknowledgement": False}
+            quoted = f"\u201c{vendor.name}\u201d ({vendor.status})"
+            if acknowledges and ack is not None and incident.vendor_ack_at is None:
+                post["acknowledgement"] = True
+                incident.vendor_ack_at = ack
+                incident.vendor_incident = {"id": vendor.id, "name": vendor.name, "status": vendor.status,
+                                            "url": vendor.url, "seen_at": post["seen_at"]}
+                body = (f"{incident.provider}'s status page acknowledged it at {clock_text(ack)} "
+                        f"({relative_text(ack - started, 'onset')}, "
+                        f"{relative_text(ack - incident.opened_at, 'outlast opened this incident')}): {quoted}.")
+            elif acknowledges and ack is not None:
+                body = (f"{incident.provider}'s status page posted another incident about it at {clock_text(ack)} "
+                        f"({relative_text(ack - started, 'onset')}): {quoted}.")
+            else:
+                since = f"since {clock_text(ack)}, {duration_text(started - ack)} before this one began" \
+                    if ack is not None else "with no time given"
+                body = (f"{incident.provider}'s status page has had an open incident {since}: {quoted}. "
+                        f"It is not counted as the acknowledgement of this one.")
+            self._emit(incident, incident.update(now, incident.status, body), changes)
 
     # ------------------------------------------------------------------ the tick
 
@@ -433,6 +493,7 @@ class Detector:
         changes: list[Change] = []
         for name in set(self.signals.series) | self.reports.components():
             self.component(name)
+        self._vendor_signals(now)
         for state in self.components.values():
             self._assess(state, now)
         by_provider: dict[str, list[ComponentState]] = {}
@@ -477,7 +538,7 @@ class Detector:
                         "latency": r.latency, "baseline_error": round(s.baseline_error, 4),
                         "baseline_latency": s.baseline_latency, "mix": r.mix, "reports": r.reports,
                         "departure": r.departure, "sustained": r.sustained, "probes": r.probes,
-                        "probe_fails": r.probe_fails, "probe_latency": r.probe_latency})
+                        "probe_fails": r.probe_fails, "probe_latency": r.probe_latency, "vendor": r.vendor})
         return out
 
     def restore(self, incidents: list[Incident]) -> None:

@@ -4,6 +4,11 @@ payload) and Atom/RSS incident history (read with feedparser), polled in the bac
 A reader takes what is there and requires nothing optional: incident.io's Statuspage-compatible
 summary has no ``incidents``, no ``scheduled_maintenances`` and no ``group``. A feed that cannot be
 fetched or read is recorded as a signal (``down`` or ``malformed``, with why), never raised.
+
+Which of a vendor's incidents concern a provider: a vendor's page covers more than its API
+(claude.ai, a console, a coding tool), so an incident counts only when it names one of the
+components that stand for the provider (:meth:`FeedState.watched`); an incident that names no
+component at all (an Atom history, a page-wide incident) counts, since nothing says otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +29,7 @@ log = logging.getLogger("outlast.health.feeds")
 INCIDENT_STATUSES = ("investigating", "identified", "monitoring", "resolved", "postmortem")
 _STRONG = re.compile(r"<strong>\s*([A-Za-z ]+?)\s*</strong>\s*-?\s*(.*?)</p>", re.S)
 _TAGS = re.compile(r"<[^>]+>")
+_API = re.compile(r"\bAPIs?\b")  # the word that marks a page's API components, when none are configured
 
 
 class FeedError(ValueError):
@@ -57,7 +63,10 @@ class VendorIncident:
     updated_at: float | None
     resolved_at: float | None = None
     url: str | None = None
-    components: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()  # names, as its ``components`` list gives them
+    # (id, name) of every component it names: its ``components`` and its updates' ``affected_components``
+    # (which may use a shorter name, "Claude API" for "Claude API (api.anthropic.com)", but the same id).
+    affected: tuple[tuple[str, str], ...] = ()
     updates: tuple[VendorUpdate, ...] = ()  # newest first, as the vendors list them
 
     @property
@@ -80,22 +89,30 @@ class VendorStatus:
     description: str | None = None
     components: Mapping[str, str] = field(default_factory=dict)  # name -> status
     incidents: tuple[VendorIncident, ...] = ()
+    component_ids: Mapping[str, str] = field(default_factory=dict)  # name -> id, where the page gives one
 
 
 def _incident(doc: Mapping[str, Any]) -> VendorIncident:
     if not isinstance(doc, Mapping) or "id" not in doc or "status" not in doc:
         raise FeedError("an incident needs at least an id and a status")
     updates = []
+    affected: dict[tuple[str, str], None] = {}  # ordered, without repeats
+    listed = [c for c in doc.get("components") or [] if isinstance(c, Mapping)]
+    for c in listed:
+        affected[(str(c.get("id") or ""), str(c.get("name") or ""))] = None
     for u in doc.get("incident_updates") or []:
         if isinstance(u, Mapping):
             updates.append(VendorUpdate(str(u.get("status", "")), str(u.get("body") or ""),
                                         parse_time(u.get("created_at") or u.get("display_at"))))
-    components = tuple(str(c.get("name", "")) for c in doc.get("components") or [] if isinstance(c, Mapping))
+            for c in u.get("affected_components") or []:
+                if isinstance(c, Mapping):
+                    affected[(str(c.get("code") or c.get("id") or ""), str(c.get("name") or ""))] = None
     return VendorIncident(
         id=str(doc["id"]), name=str(doc.get("name") or ""), status=str(doc["status"]),
         impact=doc.get("impact"), created_at=parse_time(doc.get("created_at") or doc.get("started_at")),
         updated_at=parse_time(doc.get("updated_at")), resolved_at=parse_time(doc.get("resolved_at")),
-        url=doc.get("shortlink"), components=components, updates=tuple(updates))
+        url=doc.get("shortlink"), components=tuple(str(c.get("name", "")) for c in listed),
+        affected=tuple(k for k in affected if k != ("", "")), updates=tuple(updates))
 
 
 def parse_statuspage(document: Any) -> VendorStatus:
@@ -113,9 +130,12 @@ def parse_statuspage(document: Any) -> VendorStatus:
     elif isinstance(page, Mapping) and "status_indicator" in page:  # webhook payloads
         indicator, description = page.get("status_indicator"), page.get("status_description")
     components: dict[str, str] = {}
+    ids: dict[str, str] = {}
     for c in document.get("components") or []:
         if isinstance(c, Mapping) and "name" in c and "status" in c and not c.get("group"):
             components[str(c["name"])] = str(c["status"])
+            if c.get("id"):
+                ids[str(c["name"])] = str(c["id"])
     raw = list(document.get("incidents") or [])
     if isinstance(document.get("incident"), Mapping):
         raw.append(document["incident"])
@@ -123,7 +143,8 @@ def parse_statuspage(document: Any) -> VendorStatus:
     if indicator is None and not components and not incidents and "incidents" not in document:
         raise FeedError("neither a status, components nor incidents")
     return VendorStatus(page=str(page.get("name")) if isinstance(page, Mapping) and page.get("name") else None,
-                        indicator=indicator, description=description, components=components, incidents=incidents)
+                        indicator=indicator, description=description, components=components, incidents=incidents,
+                        component_ids=ids)
 
 
 def _atom_updates(html: str, updated: float | None) -> tuple[VendorUpdate, ...]:
@@ -193,10 +214,24 @@ def parse_feed(body: bytes, content_type: str = "", url: str = "") -> VendorStat
     return parse_statuspage(document)
 
 
+def _same(entry: str, cid: str, name: str) -> bool:
+    """A configured or listed component ``entry`` (an id or a name) is the component (``cid``, ``name``):
+    the same id, the same name, or ``name`` is ``entry`` with more after a space (incident updates
+    call "Claude API (api.anthropic.com)" "Claude API"; so may a configuration)."""
+    if not entry:
+        return False
+    if entry == cid:
+        return True
+    e, n = entry.strip().casefold(), name.strip().casefold()
+    return bool(e and n) and (e == n or n.startswith(e + " "))
+
+
 @dataclass(slots=True)
 class FeedState:
     """One provider's feed as last polled. ``state``: ``unknown`` (not polled yet), ``ok``,
-    ``down`` (no answer, or an HTTP error) or ``malformed`` (an answer that is not a status page)."""
+    ``down`` (no answer, or an HTTP error) or ``malformed`` (an answer that is not a status page).
+    ``components``: the vendor's components that stand for this provider (``status_components`` in
+    its configuration, names or ids); empty: the page's components whose name has the word API."""
 
     provider: str
     url: str
@@ -206,6 +241,8 @@ class FeedState:
     since: float | None = None  # when ``state`` began
     status: VendorStatus | None = None
     first_seen: dict[str, float] = field(default_factory=dict)  # vendor incident id -> when outlast saw it
+    components: tuple[str, ...] = ()
+    read_at: float | None = None  # the last time the feed was read (``status`` is from then)
 
     def record(self, now: float, state: str, error: str | None = None, status: VendorStatus | None = None) -> None:
         if state != self.state:
@@ -213,11 +250,41 @@ class FeedState:
         self.state, self.error, self.checked = state, error, now
         if status is not None:
             self.status = status
+            self.read_at = now
             for incident in status.incidents:
                 self.first_seen.setdefault(incident.id, now)
 
     def open_incidents(self) -> list[VendorIncident]:
         return [i for i in self.status.incidents if not i.resolved] if self.status else []
+
+    def watched(self) -> list[tuple[str, str]] | None:
+        """(id, name) of the vendor's components that stand for this provider: the configured ones
+        (as the page names them, when it lists them), else the page's components whose name has the
+        word API. None when neither gives any: then every component counts."""
+        page = self.status.components if self.status is not None else {}
+        ids = self.status.component_ids if self.status is not None else {}
+        if self.components:
+            out = []
+            for entry in self.components:
+                found = [(ids.get(name, ""), name) for name in page if _same(entry, ids.get(name, ""), name)]
+                out += found or [(entry, entry)]  # not on the page (yet): matched by what was configured
+            return out
+        out = [(ids.get(name, ""), name) for name in page if _API.search(name)]
+        return out or None
+
+    def concerns(self, incident: VendorIncident) -> bool:
+        """Whether the vendor's ``incident`` is about this provider (see the module's docstring)."""
+        if not incident.affected:
+            return True  # the feed names no components: any incident of this vendor
+        watched = self.watched()
+        if watched is None:
+            return True
+        return any(_same(cid, wid, wname) or _same(name, wid, wname)
+                   for cid, name in incident.affected for wid, wname in watched)
+
+    def concerning(self) -> list[VendorIncident]:
+        """The vendor's incidents (open or not) that concern this provider, as last read."""
+        return [i for i in self.status.incidents if self.concerns(i)] if self.status else []
 
     def describe(self) -> dict[str, Any]:
         status = self.status
@@ -226,15 +293,19 @@ class FeedState:
                 "indicator": status.indicator if status else None,
                 "description": status.description if status else None,
                 "incidents": [{"id": i.id, "name": i.name, "status": i.status, "created_at": i.created_at,
-                               "acknowledged_at": i.acknowledged_at} for i in (status.incidents if status else ())]}
+                               "acknowledged_at": i.acknowledged_at, "concerns": self.concerns(i)}
+                              for i in (status.incidents if status else ())]}
 
 
 class FeedPoller:
-    """Polls each provider's ``status_feed`` every ``interval`` seconds with aiohttp."""
+    """Polls each provider's ``status_feed`` every ``interval`` seconds with aiohttp. ``components``:
+    per provider, the vendor's components that stand for it (``status_components``)."""
 
-    def __init__(self, feeds: Mapping[str, str], *, interval: float = 60.0, timeout: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.states = {provider: FeedState(provider, url) for provider, url in feeds.items()}
+    def __init__(self, feeds: Mapping[str, str], *, components: Mapping[str, Sequence[str]] | None = None,
+                 interval: float = 60.0, timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+        components = components or {}
+        self.states = {provider: FeedState(provider, url, components=tuple(components.get(provider, ())))
+                       for provider, url in feeds.items()}
         self.interval = interval
         self.timeout = timeout
         self.clock = clock

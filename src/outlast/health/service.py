@@ -43,14 +43,15 @@ class UnknownComponent(ValueError):
 
 class HealthService:
     def __init__(self, config: HealthConfig, providers: list[str], feeds: dict[str, str], *,
-                 clock: Callable[[], float] = time.time, store: HealthStore | None = None) -> None:
+                 clock: Callable[[], float] = time.time, store: HealthStore | None = None,
+                 feed_components: dict[str, tuple[str, ...]] | None = None) -> None:
         self.config = config
         self.clock = clock
         self.providers = providers
         keep = max(config.recovery_window, config.window, config.sparse_window) + 2 * config.tick
         self.signals = SignalListener(clock, bucket=config.tick, keep=keep)
         self.reports = Reports(clock, window=config.report_window)
-        self.feeds = FeedPoller(feeds, interval=config.feed_interval, clock=clock)
+        self.feeds = FeedPoller(feeds, components=feed_components, interval=config.feed_interval, clock=clock)
         self.uptime = Uptime(config.uptime_days)
         self.detector = Detector(self.signals, self.reports, policy=policy_of(config), clock=clock,
                                  uptime=self.uptime, feeds=self.feeds.states)
@@ -68,6 +69,7 @@ class HealthService:
     def from_config(cls, config: Config, *, data_directory: Path | None = None,
                     clock: Callable[[], float] = time.time) -> HealthService:
         feeds = {name: p.status_feed for name, p in config.providers.items() if p.status_feed}
+        components = {name: p.status_components for name, p in config.providers.items() if p.status_components}
         store = None
         try:
             from outlast.store import store_url
@@ -78,7 +80,8 @@ class HealthService:
             store.sql = sql  # type: ignore[attr-defined]  # migrated at start
         except Exception as error:  # the gateway works without history; the page says so
             log.warning("health history will not be kept: %s", error)
-        return cls(config.health, list(config.providers), feeds, clock=clock, store=store)
+        return cls(config.health, list(config.providers), feeds, clock=clock, store=store,
+                   feed_components=components)
 
     def attach_probes(self, config: Config, providers: Any, router: Any) -> Prober | None:
         """Active probes of the targets the configuration names (none by default), on the router's
