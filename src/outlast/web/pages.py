@@ -12,7 +12,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from outlast.health.incidents import CAUSES, Incident, clock_text, duration_text
+from outlast.health.incidents import CAUSES, Incident, clock_text, duration_text, relative_text
 from outlast.health.uptime import day_of
 from outlast.web.statuspage import component_states, page_status
 
@@ -130,15 +130,21 @@ def overview(health: HealthService, live: dict[str, Any], *, session: Session | 
     return layout("outlast — overview", body, current="/ui/", session=session)
 
 
+def _ack(incident: Incident) -> str:
+    """When the vendor said so, against the onset outlast saw: "35m 00s after onset", "2m 00s before onset"."""
+    lag = incident.ack_lag
+    return "-" if lag is None else relative_text(lag, "onset")
+
+
 def incidents_page(health: HealthService, *, session: Session | None = None) -> str:
     items = list(reversed(health.detector.incidents))
     rows = "".join(
         f'<tr><td><a href="/ui/incidents/{quote(i.id)}">{escape(i.title)}</a></td><td>{escape(i.status)}</td>'
         f"<td>{escape(CAUSES.get(i.cause, i.cause))}</td><td>{clock_text(i.started_at)}</td>"
-        f"<td>{duration_text(i.detection_lag)}</td><td>{duration_text(i.ack_lag)}</td>"
+        f"<td>{duration_text(i.detection_lag)}</td><td>{_ack(i)}</td>"
         f"<td>{duration_text(i.duration)}</td></tr>" for i in items)
     heads = "".join(f'<th scope="col">{h}</th>' for h in ("Incident", "Status", "Cause", "Began", "Detected after",
-                                                           "Vendor acknowledged after", "Lasted"))
+                                                           "Vendor acknowledged", "Lasted"))
     body = (f"<h1>Incidents</h1><table><thead><tr>{heads}</tr></thead>"
             f"<tbody>{rows or '<tr><td colspan=7>No incidents.</td></tr>'}</tbody></table>")
     return layout("outlast — incidents", body, current="/ui/incidents", session=session)
@@ -148,10 +154,10 @@ def incident_page(incident: Incident, *, session: Session | None = None) -> str:
     vendor = incident.vendor_incident or {}
     facts = [("Status", incident.status), ("Cause", CAUSES.get(incident.cause, incident.cause)),
              ("Components", ", ".join(incident.components)), ("Began", clock_text(incident.started_at)),
-             ("Opened by outlast", f"{clock_text(incident.opened_at)} ({duration_text(incident.detection_lag)} "
-                                   "after onset)"),
-             ("Vendor acknowledged", f"{clock_text(incident.vendor_ack_at)} ({duration_text(incident.ack_lag)} after "
-                                     f"onset) {vendor.get('name', '')}" if incident.vendor_ack_at else "not yet"),
+             ("Opened by outlast", f"{clock_text(incident.opened_at)} "
+                                   f"({relative_text(incident.detection_lag, 'onset')})"),
+             ("Vendor acknowledged", f"{clock_text(incident.vendor_ack_at)} ({_ack(incident)}) "
+                                     f"{vendor.get('name', '')}" if incident.vendor_ack_at else "not yet"),
              ("Resolved", clock_text(incident.resolved_at)),
              ("Impact", f"{incident.requests_affected} failed attempts, {incident.failed_over} requests served by "
                         f"failover, {incident.failed} failed"),
