@@ -73,6 +73,21 @@ def test_writing_an_exchange_twice_stores_it_once(store: SqlStore) -> None:
     assert (stats.exchanges, stats.conversations, stats.messages) == (1, 1, 2)
 
 
+def test_conversation_heads_say_which_hashes_end_a_conversation_now(store: SqlStore) -> None:
+    from outlast.store.records import answer_hash, message_hashes
+
+    one = make_exchange([user("first")], "One.")
+    two = make_exchange([user("first"), assistant("One."), user("second")], "Two.")
+    cid = write(store, one)[one.id]
+    head_one = answer_hash(message_hashes([user("first")])[-1], [assistant("One.").content[0]])
+    assert store.conversation_heads([head_one, "0" * 32]) == {head_one: cid}
+    write(store, two)
+    asked = [user("first"), assistant("One."), user("second")]
+    head_two = answer_hash(message_hashes(asked)[-1], [assistant("Two.").content[0]])
+    assert store.conversation_heads([head_one, head_two]) == {head_two: cid}  # the first is no head any more
+    assert store.conversation_heads([]) == {}
+
+
 def test_a_request_extending_a_conversation_continues_it(store: SqlStore) -> None:
     call = ToolUse("toolu_1", "Bash", {"command": "ls"})
     one = make_exchange([user("list files")], "Listing.", tools=(call,))

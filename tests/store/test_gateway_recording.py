@@ -1,4 +1,5 @@
-"""Through the real gateway: what a client received is in the store, threaded, and no key is."""
+"""Through the real gateway: what a client received is in the store, threaded into the conversation
+the response named, and no key is."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def test_conversation_header_names_the_conversation_and_is_returned(recording_ga
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": unnamed.json()["choices"][0]["message"][
             "content"]}, {"role": "user", "content": "again"}]}, headers=auth, timeout=30)
     assert continued.status_code == 200
-    assert "x-outlast-conversation-id" not in continued.headers  # threaded at ingestion, a moment later
+    assert continued.headers["x-outlast-conversation-id"] == found  # found from the request alone
     assert recording_gateway.recorder.wait_ingested()
     store = SqlStore(store_url)
     try:
@@ -115,6 +116,88 @@ def test_conversation_header_names_the_conversation_and_is_returned(recording_ga
         assert other is not None and [m.text for m in other.messages][::2] == ["hi", "again"]
         row = store.get_exchange(continued.headers["x-outlast-exchange-id"])
         assert row is not None and row["conversation_id"] == found
+    finally:
+        store.close()
+
+
+def _openai_turn(client: openai.OpenAI, history: list[dict[str, str]], stream: bool) -> tuple[str, str, str]:
+    """One turn through the official OpenAI SDK: (conversation header, exchange id, answer)."""
+    if stream:
+        with client.chat.completions.with_streaming_response.create(
+                model="to-openai", stream=True, messages=history) as response:
+            text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+            return response.headers["x-outlast-conversation-id"], response.headers["x-outlast-exchange-id"], text
+    raw = client.chat.completions.with_raw_response.create(model="to-openai", messages=history)
+    return (raw.headers["x-outlast-conversation-id"], raw.headers["x-outlast-exchange-id"],
+            raw.parse().choices[0].message.content or "")
+
+
+def _anthropic_turn(client: anthropic.Anthropic, history: list[dict[str, str]], stream: bool) -> tuple[str, str, str]:
+    """One turn through the official Anthropic SDK: (conversation header, exchange id, answer)."""
+    if stream:
+        with client.messages.with_streaming_response.create(
+                model="to-anthropic", max_tokens=64, stream=True, messages=history) as response:
+            text = "".join(e.delta.text for e in response.parse()
+                           if e.type == "content_block_delta" and e.delta.type == "text_delta")
+            return response.headers["x-outlast-conversation-id"], response.headers["x-outlast-exchange-id"], text
+    raw = client.messages.with_raw_response.create(model="to-anthropic", max_tokens=64,
+                                                    messages=history)
+    message = raw.parse()
+    return (raw.headers["x-outlast-conversation-id"], raw.headers["x-outlast-exchange-id"],
+            "".join(b.text for b in message.content if b.type == "text"))
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+@pytest.mark.parametrize("first_streamed", [True, False])
+def test_every_answer_says_its_conversation_and_is_stored_there(recording_gateway: Any, store_url: str,
+                                                                sdk: str, first_streamed: bool) -> None:
+    """New or continued, streamed or not: the response names the conversation before the answer,
+    and the store threads the exchange into exactly that one."""
+    url = recording_gateway.url
+    turn: Any
+    if sdk == "openai":
+        client: Any = openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0)
+        turn = _openai_turn
+    else:
+        client = anthropic.Anthropic(base_url=url, api_key=MASTER_KEY, max_retries=0)
+        turn = _anthropic_turn
+    history: list[dict[str, str]] = []
+    said: list[tuple[str, str]] = []  # (conversation header, exchange id) of each turn
+    for n, stream in enumerate((first_streamed, not first_streamed, first_streamed)):
+        history.append({"role": "user", "content": f"turn {n} of the {sdk} conversation"})
+        conversation, exchange_id, text = turn(client, history, stream)
+        assert text
+        history.append({"role": "assistant", "content": text})
+        said.append((conversation, exchange_id))
+    named = said[0][0]
+    assert named and [c for c, _ in said] == [named] * 3  # a first turn gets an id; the others the same
+    branch, branch_id, _ = turn(client, history[:3], not first_streamed)  # the second turn asked again
+    assert branch not in (named, "")  # it branches off: a conversation of its own
+    client_named = "client-named-" + sdk
+    raw_history = [{"role": "user", "content": "named by the client"}]
+    if sdk == "openai":
+        raw = client.chat.completions.with_raw_response.create(
+            model="to-openai", messages=raw_history, extra_headers={"x-outlast-conversation-id": client_named})
+    else:
+        raw = client.messages.with_raw_response.create(
+            model="to-anthropic", max_tokens=64, messages=raw_history,
+            extra_headers={"x-outlast-conversation-id": client_named})
+    assert raw.headers["x-outlast-conversation-id"] == client_named  # honoured
+    assert recording_gateway.recorder.names.lookups == 0  # all from memory: no database round-trip
+    assert recording_gateway.recorder.wait_ingested()
+    store = SqlStore(store_url)
+    try:
+        for conversation, exchange_id in [*said, (branch, branch_id),
+                                          (client_named, raw.headers["x-outlast-exchange-id"])]:
+            row = store.get_exchange(exchange_id)
+            assert row is not None and row["conversation_id"] == conversation  # stored where it said
+        stored = store.get_conversation(named)
+        assert stored is not None
+        assert [m.text for m in stored.messages] == [m["content"] for m in history]
+        forked = store.get_conversation(branch)
+        assert forked is not None and [m.text for m in forked.messages][:3] == [m["content"] for m in history[:3]]
+        assert len(forked.messages) == 4
+        assert store.get_conversation(client_named) is not None
     finally:
         store.close()
 

@@ -125,6 +125,11 @@ class Store(Protocol):
         """Store exchanges in one transaction, threading each into a conversation; returns each
         exchange's conversation id. Idempotent by exchange id: one already stored is skipped."""
 
+    def conversation_heads(self, hashes: Sequence[str]) -> dict[str, str]:
+        """Which of ``hashes`` are a conversation's head now (the hash of every message it
+        holds), and whose: ``{hash: conversation id}``. The gateway asks this for a request
+        that continues a conversation it does not remember (``outlast.store.naming``)."""
+
     def import_conversations(self, items: Iterable[ImportedConversation]) -> ImportResult:
         """Store imported conversations in one transaction, keyed by ``(source, source_id)``. One
         whose export holds the same messages as when it was last imported is left alone (even if

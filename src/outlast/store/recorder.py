@@ -21,6 +21,10 @@ Journal first, database after:
    there, and checkpoints its progress. The database therefore lags the journal by a moment:
    ``flush()`` waits for it, and the memory commands drain or report what is pending.
 
+Before an answer starts, ``conversation_for(exchange)`` names the conversation it belongs to
+(:mod:`outlast.store.naming`: a new id, or the one it continues, found in memory), so the response
+can say it; the name is journaled with the exchange and the ingester threads it there.
+
 When the database is unreachable, nothing changes on the hot path: the journal grows, the
 ingester retries, and catches up when the database is back; writes are idempotent by exchange
 id, so nothing is stored twice.
@@ -45,6 +49,7 @@ from outlast.routing.router import Exchange
 from outlast.store.base import PruneResult, Store
 from outlast.store.ingest import Ingester
 from outlast.store.journal import JournalReader, JournalWriter
+from outlast.store.naming import ConversationNames
 from outlast.store.records import exchange_record
 from outlast.store.threads import new_conversation_id
 
@@ -69,6 +74,8 @@ class Recorder:
                  retention: Retention | None = None, health_days: int | None = None, ingest_idle: float = 0.05,
                  max_batch: int = 4096, commit_delay: float = 0.001) -> None:
         self.store = store
+        # Which conversation a request continues, from memory (the database only on a miss).
+        self.names = ConversationNames(store.conversation_heads)
         self.journal = JournalWriter(Path(journal))
         self.slot = self.journal.slot
         self.max_batch = max_batch
@@ -118,10 +125,11 @@ class Recorder:
         if self._closed:
             log.warning("exchange %s finished after the recorder closed: not recorded", exchange.id)
             return
-        conversation_id = getattr(exchange, "conversation_id", None)
+        conversation_id = exchange.conversation_id  # named by the client, or by conversation_for
         if conversation_id is None and exchange.response is not None and not _has_history(exchange):
             # Nothing to continue: a new conversation, named now so a response can carry it.
             conversation_id = new_conversation_id()
+        self.names.committed(exchange, conversation_id)
         record = exchange_record(exchange, conversation_id)
         for name in ("request", "response"):
             value = record[name]
@@ -140,8 +148,13 @@ class Recorder:
                 self._writing.release()
         else:
             await self._via_thread(line)
-        if conversation_id and hasattr(exchange, "conversation_id"):
+        if conversation_id:
             exchange.conversation_id = conversation_id
+
+    async def conversation_for(self, exchange: Exchange) -> str | None:
+        """The conversation ``exchange`` will be threaded into, before its answer: the gateway
+        says it in ``x-outlast-conversation-id`` (see :mod:`outlast.store.naming`)."""
+        return await self.names.name(exchange)
 
     async def _via_thread(self, line: bytes) -> None:
         loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from outlast.dialects.canonical import Image, Message, Part, Text, ToolResult, ToolUse
 from outlast.routing.router import Exchange
 
 _MS = 1000.0
@@ -170,11 +171,52 @@ def _message_key(role: str, parts: Sequence[dict[str, Any]]) -> bytes:
     return orjson.dumps(key)
 
 
+def _canonical_key(role: str, parts: Sequence[Part]) -> bytes:
+    """:func:`_message_key` of canonical parts, without serialising them first: the gateway
+    hashes requests on the event loop (images and long texts would cost a round trip through
+    JSON). ``tests/store/test_naming.py`` checks that it agrees with :func:`_message_key`."""
+    texts: list[str] = []
+    key: list[Any] = [role, ""]
+    for part in parts:
+        if isinstance(part, Text):
+            text = part.text.strip()
+            if text:
+                texts.append(text)
+        elif isinstance(part, ToolUse):
+            key.append(["u", part.id, part.name])
+        elif isinstance(part, ToolResult):
+            key.append(["r", part.tool_use_id])
+        elif isinstance(part, Image):
+            key.append(["i"])
+    key[1] = "\n".join(texts)
+    return orjson.dumps(key)
+
+
+def _step(state: bytes, key: bytes) -> bytes:
+    return hashlib.blake2b(state + key, digest_size=16).digest()
+
+
 def prefix_hashes(messages: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> list[str]:
     """``result[k]`` identifies the first ``k + 1`` messages (role, typed parts)."""
     out: list[str] = []
     state = b""
     for role, parts in messages:
-        state = hashlib.blake2b(state + _message_key(role, parts), digest_size=16).digest()
+        state = _step(state, _message_key(role, parts))
         out.append(state.hex())
     return out
+
+
+def message_hashes(messages: Sequence[Message]) -> list[str]:
+    """:func:`prefix_hashes` of canonical messages (a request's, as the recorder will store it)."""
+    out: list[str] = []
+    state = b""
+    for message in messages:
+        state = _step(state, _canonical_key(message.role, message.content))
+        out.append(state.hex())
+    return out
+
+
+def answer_hash(previous: str, parts: Sequence[Part]) -> str:
+    """The hash of the messages ``previous`` identifies (``""``: none) plus an answer made of
+    ``parts``: a conversation's head after that answer is stored."""
+    return _step(bytes.fromhex(previous), _canonical_key("assistant", parts)).hex()

@@ -267,6 +267,13 @@ class SqlStore:
             self._insert_many(conn, splices, _SPLICE_KEYS, splice_rows)
         return result
 
+    def conversation_heads(self, hashes: Sequence[str]) -> dict[str, str]:
+        if not hashes:
+            return {}
+        with self._read() as conn:
+            return {head: cid for cid, head in self._select_in(
+                conn, "SELECT id, head_hash FROM conversations WHERE head_hash", list(hashes))}
+
     def _select_in(self, conn: sa.Connection, prefix: str, values: list[str]) -> list[Any]:
         """Rows of ``<prefix> IN values`` through the driver: a batch has thousands of ids, and
         compiling SQLAlchemy's expanding parameters for them cost more than the query."""

@@ -5,8 +5,10 @@ A conversation's *head* is a hash of every message it holds (``records.prefix_ha
 an exchange, the head covers the request's messages plus the answer; a later request whose
 messages start with exactly those (the client resending history, plus a new turn) continues
 it. A request that matches no head, or forks an earlier point, starts a new conversation
-holding its whole history. ``x-outlast-conversation-id`` names the conversation explicitly:
-then the messages past what it already holds are appended (see :func:`append_point`).
+holding its whole history. An exchange can name its conversation explicitly (the client's
+``x-outlast-conversation-id``, or the name the gateway gave it before the answer:
+:mod:`outlast.store.naming`): then the messages past what it already holds are appended (see
+:func:`append_point`), or, for a name not stored yet, it begins with the whole history.
 """
 
 from __future__ import annotations

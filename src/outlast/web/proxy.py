@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -119,9 +119,17 @@ def _outlast_headers(exchange: Exchange) -> Headers:
         if exchange.downgraded:
             headers.append((b"x-outlast-downgrade", b"true"))
     headers.append((b"x-outlast-attempts", str(len(exchange.attempts)).encode()))
-    if exchange.conversation_id:  # memory: named by the client, or (non-streamed) found by the recorder
+    if exchange.conversation_id:  # memory: named by the client, or by the recorder before the answer
         headers.append((b"x-outlast-conversation-id", exchange.conversation_id.encode()))
     return headers
+
+
+@runtime_checkable
+class ConversationNamer(Protocol):
+    """A sink that knows, before the answer, which conversation an exchange belongs to (the
+    recorder): the response says it in ``x-outlast-conversation-id``."""
+
+    async def conversation_for(self, exchange: Exchange) -> str | None: ...
 
 
 class InFlight:
@@ -149,6 +157,9 @@ class ModelEndpoint:
         self.sinks = sinks
         self.redact = redact  # governance.redact: secrets to placeholders and back (outlast.policy.redact)
         self.in_flight = in_flight if in_flight is not None else InFlight()
+        # memory: the recorder names an answer's conversation before the response starts
+        self._name_conversation: Callable[[Exchange], Awaitable[str | None]] | None = next(
+            (s.conversation_for for s in sinks if isinstance(s, ConversationNamer)), None)
 
     async def _commit(self, exchange: Exchange, received: list[Event] | None = None) -> None:
         """Hand the finished exchange to every sink; called before the last byte goes out."""
@@ -205,6 +216,8 @@ class ModelEndpoint:
             await respond_json(send, status, error_body, headers=_outlast_headers(exchange) + extra)
             return
         assert not isinstance(first, Notice)  # a notice only ever follows a splice
+        if exchange.conversation_id is None and self._name_conversation is not None:
+            exchange.conversation_id = await self._name_conversation(exchange)  # memory: docs/memory.md
         if request.stream:
             await self._stream(first, events, body, message_id, exchange, receive, send)
         else:
