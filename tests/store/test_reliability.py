@@ -4,6 +4,9 @@
   is in the store after a restart.
 - PostgreSQL cut off mid-load (through a TCP proxy we control): no request fails, the journal
   is ingested when it is back, and every exchange is stored exactly once.
+- PostgreSQL really stopped mid-load (``pg_ctl stop -m fast`` on a private cluster) and started
+  again, under ``outlast serve``: the same, and every turn lands in the conversation its response
+  named, though the database was away when it was named.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -28,6 +33,7 @@ from outlast.config import validate
 from outlast.serving import BackgroundServer, free_port
 from outlast.store.sql import SqlStore
 from tests.conftest import MASTER_KEY, gateway_document
+from tests.store.pgcluster import BINARIES, PrivateCluster, find_binaries
 from tests.store.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -165,3 +171,132 @@ def test_postgresql_cut_mid_load_fails_no_request_and_loses_or_duplicates_nothin
     direct.close()
     assert sorted(stored) == sorted(ids)  # every one, once
     assert per_exchange == []  # each stored its question and answer exactly once
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of the test's own, to stop and start; skipped without the binaries
+    (a failure under ``OUTLAST_REQUIRE_SERVICES=1``)."""
+    binaries = find_binaries()
+    if binaries is None:
+        message = f"no PostgreSQL binaries (initdb, pg_ctl) under {BINARIES}/*/bin"
+        if os.environ.get("OUTLAST_REQUIRE_SERVICES") == "1":
+            pytest.fail(message + " (OUTLAST_REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+    with PrivateCluster(binaries) as cluster:
+        yield cluster
+
+
+def _streamed_turn(http: httpx.Client, url: str, messages: list[dict[str, str]]) -> tuple[str, str, str]:
+    """One streamed chat: (exchange id, conversation header, answer); raises if it did not finish."""
+    body = {"model": "to-openai", "stream": True, "messages": messages}
+    with http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=HEADERS) as response:
+        assert response.status_code == 200, response.read()
+        lines = list(response.iter_lines())
+    assert "data: [DONE]" in lines, "the stream did not finish"
+    text = ""
+    for line in lines:
+        if line.startswith("data: {"):
+            choices = orjson.loads(line[6:]).get("choices") or [{}]
+            text += choices[0].get("delta", {}).get("content") or ""
+    return response.headers["x-outlast-exchange-id"], response.headers["x-outlast-conversation-id"], text
+
+
+def test_postgresql_stopped_mid_load_and_started_again_fails_no_request_and_stores_everything_once(
+        sim: Any, private_postgres: PrivateCluster, tmp_path: Path) -> None:
+    pg = private_postgres
+    config = tmp_path / "outlast.yaml"
+    config.write_text(yaml.safe_dump(gateway_document(sim.url, store=pg.url)))
+    env = {**os.environ, "OUTLAST_DATA_DIR": str(tmp_path / "data")}
+    sim.add_fault(vendor="openai", mode="slow", ttft_ms=5, gap_ms=2)  # some answers are mid-stream at the stop
+    port = free_port()
+    server = _serve(config, port, env)
+    url = f"http://127.0.0.1:{port}"
+    lock = threading.Lock()
+    state = {"database": "up"}
+    # (conversation header, [(exchange id, database state when it finished)] per turn)
+    conversations: list[tuple[str, list[tuple[str, str]]]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client(worker: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            n = 0
+            while not stop.is_set():
+                # A new conversation, then its continuation: named with the database up or down.
+                history = [{"role": "user", "content": f"worker {worker} conversation {n}"}]
+                try:
+                    first_id, named, text = _streamed_turn(http, url, history)
+                    with lock:
+                        first = (first_id, state["database"])
+                    history += [{"role": "assistant", "content": text}, {"role": "user", "content": "go on"}]
+                    second_id, continued, _ = _streamed_turn(http, url, history)
+                    with lock:
+                        second = (second_id, state["database"])
+                except (AssertionError, httpx.HTTPError, KeyError) as error:
+                    failures.append(f"{type(error).__name__}: {error}")
+                    return
+                if continued != named:
+                    failures.append(f"turn 2 said {continued!r}, turn 1 {named!r}")
+                with lock:
+                    conversations.append((named, [first, second]))
+                n += 1
+
+    def finished(database: str) -> int:
+        with lock:
+            return sum(1 for _, turns in conversations for _, when in turns if when == database)
+
+    def load_until(database: str, count: int) -> None:
+        deadline = time.monotonic() + 30
+        while finished(database) < count and not failures and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(client, w) for w in range(4)]
+            try:
+                load_until("up", 20)
+                pg.stop()  # pg_ctl stop -m fast: every session is cut, the server is gone
+                with lock:
+                    state["database"] = "down"
+                load_until("down", 30)
+                with lock:
+                    state["database"] = "restarting"
+                pg.start()
+                with lock:
+                    state["database"] = "up again"
+                load_until("up again", 20)
+            finally:
+                stop.set()
+                for future in futures:
+                    future.result()
+        exchange_ids = sorted(i for _, turns in conversations for i, _ in turns)
+        store = SqlStore(pg.url)
+        try:
+            deadline = time.monotonic() + 60  # the journal written while it was down is replayed
+            while True:
+                try:
+                    with store.engine.connect() as conn:
+                        stored = sorted(conn.execute(sa.text("SELECT id FROM exchanges")).scalars().all())
+                except sa.exc.SQLAlchemyError:
+                    stored = []  # not migrated yet
+                if len(stored) >= len(exchange_ids) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            with store.engine.connect() as conn:
+                per_exchange = conn.execute(sa.text(
+                    "SELECT exchange_id, count(*) FROM messages GROUP BY exchange_id HAVING count(*) <> 2")).all()
+                threaded = dict(conn.execute(sa.text("SELECT id, conversation_id FROM exchanges")).all())
+                messages = dict(conn.execute(sa.text("SELECT id, message_count FROM conversations")).all())
+        finally:
+            store.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert failures == []
+    assert finished("down") > 0  # answered, and made durable, while PostgreSQL was stopped
+    assert stored == exchange_ids  # every one, once
+    assert per_exchange == []  # each stored its question and answer exactly once
+    for named, turns in conversations:  # each turn in the conversation its response named
+        assert [threaded[i] for i, _ in turns] == [named, named]
+        assert messages[named] == 4
