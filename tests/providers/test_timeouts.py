@@ -92,11 +92,8 @@ def unaccepting() -> Iterator[str]:
         listener.close()
 
 
-@pytest.mark.parametrize("loop_factory", LOOPS)
-@pytest.mark.parametrize("vendor", VENDORS)
-def test_a_connection_never_accepted_times_out_in_the_connect_phase(
-        vendor: str, loop_factory: Callable[[], asyncio.AbstractEventLoop], unaccepting: str) -> None:
-    provider = ADAPTERS[vendor](unaccepting, Timeouts(connect=0.2, first_token=30, idle=30, total=60))
+def fail_once(provider: Any, vendor: str, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> UpstreamError:
+    """Ask once, on a loop of ``loop_factory``'s making, and return the failure (closing the provider)."""
 
     async def attempt() -> UpstreamError:
         try:
@@ -104,7 +101,15 @@ def test_a_connection_never_accepted_times_out_in_the_connect_phase(
         finally:
             await provider.aclose()
 
-    error = run_on(loop_factory, attempt)
+    return run_on(loop_factory, attempt)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_connection_never_accepted_times_out_in_the_connect_phase(
+        vendor: str, loop_factory: Callable[[], asyncio.AbstractEventLoop], unaccepting: str) -> None:
+    provider = ADAPTERS[vendor](unaccepting, Timeouts(connect=0.2, first_token=30, idle=30, total=60))
+    error = fail_once(provider, vendor, loop_factory)
     assert error.kind is FailureKind.TIMEOUT and error.phase is TimeoutPhase.CONNECT, error.describe()
     assert not error.during_stream
     assert error.message == "no connection within the connect deadline of 0.2 s"
@@ -146,14 +151,7 @@ def test_a_total_deadline_before_the_first_token_deadline_is_reported_as_total(
     # silence opens the target's breaker at once; a total that ran out does not).
     sim.add_fault(vendor=vendor, mode="hang", count=1)
     provider = ADAPTERS[vendor](sim.url, Timeouts(connect=5, first_token=30, idle=30, total=0.3))
-
-    async def attempt() -> UpstreamError:
-        try:
-            return await expect_failure(provider, ask("hi"), MODELS[vendor], key=PROVIDER_KEYS[vendor])
-        finally:
-            await provider.aclose()
-
-    error = run_on(loop_factory, attempt)
+    error = fail_once(provider, vendor, loop_factory)
     assert error.kind is FailureKind.TIMEOUT and error.phase is TimeoutPhase.TOTAL, error.describe()
     assert not error.during_stream
     assert error.message == "no answer within the total deadline of 0.3 s"
