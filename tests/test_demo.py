@@ -103,3 +103,23 @@ def test_ctrl_c_stops_everything_and_prints_the_summary_so_far() -> None:
     assert re.search(r"served by:\s+\S+", out), out
     # nothing left listening
     assert _port_is_free(sim_port) and _port_is_free(gateway_port)
+
+
+def test_the_summary_times_detection_from_the_first_failed_request() -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from outlast.demo import Tally, summary_lines
+    from outlast.health.incidents import Incident
+
+    start = datetime(2026, 6, 2, 5, 50, tzinfo=UTC)
+    opened = datetime(2026, 6, 2, 6, 5, 36, tzinfo=UTC).timestamp()
+    incident = Incident("i", "anthropic", "Overloaded on anthropic/claude-opus-4-6", "investigating", "overloaded",
+                        "partial_outage", started_at=opened - 3600, opened_at=opened)  # the detector's own guess
+    tally = Tally(sent=10, ok=10, scenario_start=start, first_failure_seconds=14 * 60 + 10,  # 06:04:10
+                  vendor_ack=datetime(2026, 6, 2, 6, 39, tzinfo=UTC),
+                  health=SimpleNamespace(detector=SimpleNamespace(incidents=[incident])))
+    lines = "\n".join(summary_lines(tally))
+    assert "outlast detected the outage:   06:05:36 UTC (simulated), 1 min 26 s after the first failed " \
+           "request (06:04:10)" in lines
+    assert "outlast knew 33 simulated minutes before the vendor said so" in lines

@@ -231,6 +231,11 @@ def stored_exchanges(directory: Path | None) -> int | None:
         store.close()
 
 
+def _span(delta: timedelta) -> str:
+    seconds = max(0, round(delta.total_seconds()))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
 def summary_lines(tally: Tally) -> list[str]:
     ran = (tally.finished or time.monotonic()) - tally.started
     unfinished = tally.sent - tally.ok - tally.failed if tally.interrupted else 0
@@ -245,13 +250,16 @@ def summary_lines(tally: Tally) -> list[str]:
     if stored is not None and tally.data_dir is not None:
         lines.append(f"exchanges stored:              {stored}, browse them with "
                      f"OUTLAST_DATA_DIR={tally.data_dir} outlast conversations list")
-    first = tally.first_failure()
+    first = failed = tally.first_failure()
     incident = tally.incident()
     if incident is not None:
         first = datetime.fromtimestamp(incident.opened_at, UTC)
-        lines.append(f"outlast detected the outage:   {first:%H:%M:%S} UTC (simulated), "
-                     f"{incident.opened_at - incident.started_at:.0f} s after it began: {incident.title} "
-                     f"({incident.status})")
+        # Against the first failure clients' requests met (the outage's real onset, as far as traffic
+        # shows it), not the detector's own estimate of the onset.
+        since = f"{_span(first - failed)} after the first failed request ({failed:%H:%M:%S})" \
+            if failed is not None else "no failed request seen"
+        lines.append(f"outlast detected the outage:   {first:%H:%M:%S} UTC (simulated), {since}: "
+                     f"{incident.title} ({incident.status})")
     elif first is not None:
         lines.append(f"outlast saw the first failure: {first:%H:%M:%S} UTC (simulated)")
     if tally.vendor_ack is not None:
