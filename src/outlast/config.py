@@ -37,6 +37,13 @@ class ConfigError(Exception):
     """The configuration cannot be used. ``str()`` is a message for a person."""
 
 
+def http_url(value: str | None) -> str | None:
+    """An http:// or https:// URL without its trailing slash (for ``base_url`` and ``public_url``)."""
+    if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/") if value else value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -134,9 +141,7 @@ class ProviderConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/") if value else value
+        return http_url(value)
 
 
 class RetentionConfig(_Strict):
@@ -192,9 +197,7 @@ class HealthConfig(_Strict):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/") if value else value
+        return http_url(value)
 
 
 class GovernanceConfig(_Strict):
