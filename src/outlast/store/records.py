@@ -196,24 +196,24 @@ def _step(state: bytes, key: bytes) -> bytes:
     return hashlib.blake2b(state + key, digest_size=16).digest()
 
 
-def prefix_hashes(messages: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> list[str]:
-    """``result[k]`` identifies the first ``k + 1`` messages (role, typed parts)."""
+def _chain(keys: Iterable[bytes]) -> list[str]:
+    """``result[k]`` identifies the first ``k + 1`` message keys."""
     out: list[str] = []
     state = b""
-    for role, parts in messages:
-        state = _step(state, _message_key(role, parts))
+    for key in keys:
+        state = _step(state, key)
         out.append(state.hex())
     return out
+
+
+def prefix_hashes(messages: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> list[str]:
+    """``result[k]`` identifies the first ``k + 1`` messages (role, typed parts)."""
+    return _chain(_message_key(role, parts) for role, parts in messages)
 
 
 def message_hashes(messages: Sequence[Message]) -> list[str]:
     """:func:`prefix_hashes` of canonical messages (a request's, as the recorder will store it)."""
-    out: list[str] = []
-    state = b""
-    for message in messages:
-        state = _step(state, _canonical_key(message.role, message.content))
-        out.append(state.hex())
-    return out
+    return _chain(_canonical_key(message.role, message.content) for message in messages)
 
 
 def answer_hash(previous: str, parts: Sequence[Part]) -> str:
