@@ -243,6 +243,19 @@ def export(engine: sa.Engine) -> Iterator[bytes]:
 Pending = tuple[float, dict[str, Any]]
 
 
+def _write_spool_file(temporary: Path, path: Path, records: list[Pending]) -> None:
+    """``records`` as a spool file at ``path``: written to ``temporary`` (mode 0600), synced, then
+    renamed, so the file is whole or not there at all."""
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # also when a crash left ``temporary`` behind
+        for at, record in records:
+            file.write(orjson.dumps({"at": at, "record": record}) + b"\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
 class AuditWriter:
     """Collects audit records from the event loop; a thread appends them in batches.
 
@@ -371,14 +384,7 @@ class AuditWriter:
         try:
             self.spool.mkdir(parents=True, exist_ok=True)
             name = f"audit-spool-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-            temporary = self.spool / f".{name}"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as file:
-                for at, record in records:
-                    file.write(orjson.dumps({"at": at, "record": record}) + b"\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.spool / name)  # whole, or not there at all
+            _write_spool_file(self.spool / f".{name}", self.spool / name, records)
         except OSError as error:  # no room on disk either: keep them in memory after all
             log.error("audit: %d records could not be spooled (%s); keeping them in memory",
                       len(records), type(error).__name__)
@@ -414,14 +420,7 @@ class AuditWriter:
     @staticmethod
     def _rewrite(claimed: Path, path: Path, records: list[Pending]) -> None:
         """What is left of a spool file goes back under its own name (and so its place in order)."""
-        temporary = claimed.with_name(claimed.name + ".left")
-        with temporary.open("wb") as file:
-            for at, record in records:
-                file.write(orjson.dumps({"at": at, "record": record}) + b"\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
+        _write_spool_file(claimed.with_name(claimed.name + ".left"), path, records)
         claimed.unlink()
 
     # ------------------------------------------------------------------ tests, shutdown
