@@ -434,3 +434,34 @@ def test_metrics_are_public_and_name_no_team_key_or_data_class(gov: Any, sim: An
     for private in ("payments-secret-project", key_id, key, MASTER_KEY, SECRET, "made-up-model",
                     'data_class="', 'team="', 'key="', 'key_id="'):
         assert private not in text, private
+
+
+def test_a_spool_file_cut_short_by_the_store_keeps_what_is_left_under_its_own_name(tmp_path: Path) -> None:
+    from outlast.governance.audit import AuditWriter, verify
+
+    clock = Clock()
+    engine = _unmigrated(tmp_path)
+    spool = tmp_path / "data"
+    first = AuditWriter(engine, b"k" * 32, clock=clock, spool=spool, hold=0)
+    for n in range(6):
+        first.add({"n": f"r{n}"})
+    first.close()  # the store is away: all six go to one spool file
+    (name,) = [p.name for p in spool.glob("audit-spool-*.jsonl")]
+    _bring_back(engine)
+    again = AuditWriter(engine, b"k" * 32, clock=clock, spool=spool, batch=2)
+    real_write, calls = again._write, []
+
+    def write_once(records: list) -> bool:  # the store goes away again after the first batch
+        calls.append(len(records))
+        return real_write(records) if len(calls) == 1 else False
+
+    again._write = write_once  # type: ignore[method-assign]
+    assert again._drain() is False
+    assert _chain(engine) == ["r0", "r1"]
+    (left,) = list(spool.iterdir())
+    assert left.name == name and left.stat().st_mode & 0o777 == 0o600  # its place in order kept
+    assert [orjson.loads(line)["record"]["n"] for line in left.read_bytes().splitlines()] == ["r2", "r3", "r4", "r5"]
+    again._write = real_write  # type: ignore[method-assign]
+    assert again._drain(force=True) is True
+    assert _chain(engine) == [f"r{n}" for n in range(6)] and verify(engine, b"k" * 32).ok
+    assert list(spool.iterdir()) == []
