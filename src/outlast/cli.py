@@ -55,7 +55,7 @@ def serve(config_path: str | None, host: str, port: int, access_log: bool, log_l
     import uvicorn
 
     from outlast.app import build_gateway
-    from outlast.web.server import CoalescingHttpToolsProtocol
+    from outlast.web.server import CoalescingHttpToolsProtocol, settle_heap
 
     config = _load(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,6 +65,7 @@ def serve(config_path: str | None, host: str, port: int, access_log: bool, log_l
     routes = ", ".join(config.routes) or "(none)"
     err.print(f"outlast {__version__} on http://{host}:{port}  providers: "
               f"{', '.join(config.providers) or '(none)'}  routes: {routes}", highlight=False)
+    settle_heap()  # after everything long-lived is built: see outlast.web.server
     uvicorn.run(
         gateway,
         host=host,
