@@ -333,5 +333,8 @@ def build_gateway(config: Config, allowed: TargetPredicate | None = None, *,
     if config.record:
         from outlast.store.recorder import open_recorder
 
-        sinks.append(open_recorder(config, data_directory))
+        recorder = open_recorder(config, data_directory)
+        sinks.append(recorder)
+        # Audit records go into the journal with the exchanges; the ingester appends them to the chain.
+        governance.journal_audit(recorder.note, recorder.wait_stored)
     return Gateway(config, providers, router, metrics, sinks=sinks, health=health, governance=governance)

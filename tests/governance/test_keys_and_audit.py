@@ -465,3 +465,43 @@ def test_a_spool_file_cut_short_by_the_store_keeps_what_is_left_under_its_own_na
     assert again._drain(force=True) is True
     assert _chain(engine) == [f"r{n}" for n in range(6)] and verify(engine, b"k" * 32).ok
     assert list(spool.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- audit through the journal
+
+
+def test_a_recording_gateway_journals_its_audit_records_and_each_is_appended_once(sim: Any, tmp_path: Path) -> None:
+    """No audit thread in the gateway: the records ride in the journal with the exchanges (a refusal
+    that stores no exchange too), the ingester appends them, and a journal read twice (a crash
+    before its checkpoint moved) appends nothing twice."""
+    import threading
+
+    from outlast.governance.audit import JournaledAudit
+    from outlast.store.ingest import drain
+    from outlast.store.journal import slots
+    from outlast.store.sql import SqlStore
+
+    with replicas(sim, tmp_path) as found:
+        assert isinstance(found["a"].gateway.governance.audit, JournaledAudit)
+        assert not any(t.name == "outlast-audit" for t in threading.enumerate())
+        assert ask(found["a"].url, MASTER_KEY).status_code == 200
+        assert ask(found["a"].url, MASTER_KEY, route="no-such-route").status_code == 404
+        assert ask(found["b"].url, MASTER_KEY).status_code == 200
+        rows = _audit_rows(found)
+        metrics = httpx.get(f"{found['a'].url}/metrics", timeout=10).text
+    assert len(rows) == 3 and len({r["entry"] for r in rows}) == 3 and all(r["entry"] for r in rows)
+    assert "outlast_journal_audit_records_total 2" in metrics
+    (journal,) = (tmp_path / "journal").iterdir()  # one store, so one journal (a slot per replica)
+    store = SqlStore(found["store"])
+    try:
+        read_again = 0
+        for slot in slots(journal):  # as if every checkpoint had been lost: the whole journal again
+            (slot / "checkpoint").write_text("0 0")
+            read_again += drain(store, slot)
+        with store.engine.connect() as conn:
+            again = conn.execute(sa.text("SELECT count(*) FROM gov_audit")).scalar()
+    finally:
+        store.close()
+    assert read_again == 2 and again == 3  # both exchanges read again; no audit record appended twice
+    verified = cli(found, "audit", "verify")
+    assert verified.exit_code == 0 and "3 records" in verified.output

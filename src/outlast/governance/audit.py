@@ -14,12 +14,15 @@ write to the database but not read that file cannot recompute the chain. A chain
 outlast from before that file existed was written with a public built-in key, and is continued
 with it (with a warning) rather than broken.
 
-Writes never wait on the request: :class:`AuditWriter` collects records and a thread appends
-them in batches (one transaction each, every ``interval`` seconds). A batch the store refuses is
-kept, in order, and tried again with backoff; beyond ``hold`` records, the oldest are spooled to
-files in the data directory (``audit-spool-*.jsonl``), which any writer appends once the store
-is back, and so are any still unwritten when the writer closes. Nothing is dropped: ``unwritten``
-and ``failures`` count what is waiting and how often writing failed.
+Writes never wait on the request. A gateway that records exchanges journals each audit record with
+them (:class:`JournaledAudit`): it is durable as soon as the next exchange is, and the ingester
+appends it to the chain, in its own process and its own transactions, exactly once (by the record's
+``entry`` id). Without a journal (``record: false``), :class:`AuditWriter` collects records and a
+thread appends them in batches (one transaction each, every ``interval`` seconds). A batch the store
+refuses is kept, in order, and tried again with backoff; beyond ``hold`` records, the oldest are
+spooled to files in the data directory (``audit-spool-*.jsonl``), which any writer appends once the
+store is back, and so are any still unwritten when the writer closes. Nothing is dropped:
+``unwritten`` and ``failures`` count what is waiting and how often writing failed.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ import orjson
 import sqlalchemy as sa
 
 from outlast.governance.tables import audit, audit_head, writing
+from outlast.ids import time_ordered
 
 log = logging.getLogger("outlast.governance")
 GENESIS = "0" * 64
@@ -144,12 +148,24 @@ def resolve_key(configured: str | None, data_dir: Path, engine: sa.Engine | None
 # --------------------------------------------------------------------------- the chain
 
 
-def append(engine: sa.Engine, records: list[tuple[float, dict[str, Any]]], key: bytes = DEFAULT_KEY) -> int:
-    """Append records to the chain in one transaction (the head row is locked while it runs)."""
+def append(engine: sa.Engine, records: Sequence[tuple[float, dict[str, Any]]], key: bytes = DEFAULT_KEY, *,
+           entries: Sequence[str] | None = None) -> int:
+    """Append records to the chain in one transaction (the head row is locked while it runs).
+
+    ``entries``: each record's id (journaled records have one); a record whose id the chain already
+    has is skipped, so a batch read twice is appended once. Returns the number appended."""
     if not records:
         return 0
     with writing(engine) as conn:
         head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update()).first()
+        named: Sequence[str | None] = entries if entries is not None else [None] * len(records)
+        if entries is not None:
+            known = _known_entries(conn, entries)
+            if known:
+                kept = [(r, e) for r, e in zip(records, entries, strict=True) if e not in known]
+                records, named = [r for r, _ in kept], [e for _, e in kept]
+                if not records:
+                    return 0
         seq, prev = 0, GENESIS
         if head is not None:
             seq = int(head.seq)
@@ -158,11 +174,12 @@ def append(engine: sa.Engine, records: list[tuple[float, dict[str, Any]]], key: 
                 log.error("audit: the chain's head names record %d, which is missing; appending after it", seq)
             prev = str(last) if last is not None else GENESIS
         rows = []
-        for at, record in records:
+        for (at, record), entry in zip(records, named, strict=True):
             seq += 1
             body = _body(seq, at, record)
             digest = chain_hash(key, prev, body)
-            rows.append({"seq": seq, "at": at, "record": body.decode(), "prev": prev, "hash": digest})
+            rows.append({"seq": seq, "at": at, "record": body.decode(), "prev": prev, "hash": digest,
+                         "entry": entry})
             prev = digest
         conn.execute(audit.insert(), rows)
         signature = head_signature(key, seq, prev)
@@ -171,6 +188,14 @@ def append(engine: sa.Engine, records: list[tuple[float, dict[str, Any]]], key: 
         else:
             conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=signature))
     return len(rows)
+
+
+def _known_entries(conn: sa.Connection, entries: Sequence[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(entries), 500):  # well inside every database's bound-parameter limit
+        chunk = list(entries[start:start + 500])
+        known.update(conn.execute(sa.select(audit.c.entry).where(audit.c.entry.in_(chunk))).scalars())
+    return known
 
 
 @dataclass
@@ -293,6 +318,7 @@ class AuditWriter:
         self._next_try = 0.0
         self._delay = retry_after
         self._look_at_spool = spool is not None  # spool files to append (left by an earlier run, or our own)
+        self.replay_only = False  # the thread stops once the spool files are appended (JournaledAudit)
         self._lock = threading.Lock()  # one drain at a time (the thread, or close)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -318,6 +344,8 @@ class AuditWriter:
             if stopping:
                 return  # close() drains what is left
             self._drain()
+            if self.replay_only and not self._look_at_spool and not self.pending:
+                return  # the spool files are appended, and nothing else comes this way
 
     def _drain(self, *, force: bool = False) -> bool:
         """Append everything spooled, then everything pending; False when the store refused."""
@@ -445,3 +473,47 @@ class AuditWriter:
             self._spill(left)
         if self.pending:
             log.error("audit: %d records could not be written or spooled and are lost", len(self.pending))
+
+
+class JournaledAudit:
+    """The audit writer of a gateway that records exchanges: ``add`` journals the record (one
+    ``orjson.dumps`` and a deque append on the event loop; ``journal`` is the recorder's
+    :meth:`~outlast.store.recorder.Recorder.note`), and the ingester appends it to the chain.
+
+    ``leftover``: an :class:`AuditWriter` on the spool directory, which appends, in a thread that
+    stops when it is done, any spool files an earlier run left (written while the store was away)."""
+
+    def __init__(self, journal: Callable[[dict[str, Any]], None], *,
+                 wait_stored: Callable[[float], bool] | None = None, leftover: AuditWriter | None = None) -> None:
+        self.journal = journal
+        self.wait_stored = wait_stored
+        self.leftover = leftover
+        self.added = 0
+
+    @property
+    def unwritten(self) -> int:
+        """Spooled records of an earlier run still waiting (the journal's own are counted there)."""
+        return self.leftover.unwritten if self.leftover is not None else 0
+
+    @property
+    def failures(self) -> int:
+        return self.leftover.failures if self.leftover is not None else 0
+
+    def add(self, record: dict[str, Any], at: float | None = None) -> None:
+        self.added += 1
+        self.journal({"kind": "audit", "entry": time_ordered(10), "at": time.time() if at is None else at,
+                      "record": record})
+
+    def start(self) -> None:
+        leftover = self.leftover
+        if leftover is not None and leftover.spool is not None and any(leftover.spool.glob(SPOOL_GLOB)):
+            leftover.replay_only = True
+            leftover.start()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every record added so far is in the chain (tests; ``outlast audit`` catches up itself)."""
+        return self.wait_stored(timeout) if self.wait_stored is not None else True
+
+    def close(self) -> None:
+        if self.leftover is not None:
+            self.leftover.close()

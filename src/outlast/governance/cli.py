@@ -12,12 +12,20 @@ CONFIG = click.option("--config", "config_path", envvar="OUTLAST_CONFIG", type=c
                       help="Configuration file (default: $OUTLAST_CONFIG, ./outlast.yaml, else the environment).")
 
 
-def _engine(config_path: str | None) -> tuple[Any, Any]:
+def _engine(config_path: str | None, *, catch_up_journal: bool = False) -> tuple[Any, Any]:
     from outlast.cli import _load
-    from outlast.store import open_store, store_url
+    from outlast.store import catch_up, open_store, store_url
 
     config = _load(config_path)
-    return config, open_store(store_url(config.store)).engine
+    store = open_store(store_url(config.store))
+    if catch_up_journal:
+        # A recording gateway journals its audit records with its exchanges: the ones not in the
+        # store yet are appended first (or, from a running gateway, given a moment to arrive).
+        secret = config.governance.audit_key
+        _, pending = catch_up(store, audit_key=secret.get_secret_value() if secret is not None else None)
+        if pending:
+            click.echo(f"note: {pending} journal records of the running gateway are not in the store yet", err=True)
+    return config, store.engine
 
 
 @click.group("keys")
@@ -116,7 +124,7 @@ def audit_verify(config_path: str | None) -> None:
     from outlast.config import data_dir
     from outlast.governance.audit import resolve_key, verify
 
-    config, engine = _engine(config_path)
+    config, engine = _engine(config_path, catch_up_journal=True)
     secret = config.governance.audit_key
     try:
         key = resolve_key(secret.get_secret_value() if secret is not None else None, data_dir())
@@ -146,7 +154,7 @@ def audit_export(output: Path | None, config_path: str | None) -> None:
     """Every audit record as JSON lines, with its chain fields."""
     from outlast.governance.audit import export
 
-    _, engine = _engine(config_path)
+    _, engine = _engine(config_path, catch_up_journal=True)
     if output is None:
         for line in export(engine):
             click.echo(line.decode(), nl=False)

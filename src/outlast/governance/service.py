@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from outlast.governance.audit import AuditKey, AuditWriter, resolve_key
+from outlast.governance.audit import AuditKey, AuditWriter, JournaledAudit, resolve_key
 from outlast.governance.keys import PREFIX, KeyRing
 from outlast.governance.ratelimit import RateLimiter, limiter_for
 from outlast.policy.approval import CURRENT, DECLARED_HEADER, Admission, Policy
@@ -97,8 +97,9 @@ class Governance:
         self.keys = KeyRing(engine, refresh=gov.key_refresh)
         self.limiter: RateLimiter = limiter_for(config.state)
         # The audit chain's key is found at its first write (resolve_key): it may need the store.
-        self.audit = AuditWriter(engine, self._audit_key, spool=self.data_directory) \
-            if gov.audit and engine is not None else None
+        self.audit: AuditWriter | JournaledAudit | None = None
+        if gov.audit and engine is not None:
+            self.audit = AuditWriter(engine, self._audit_key, spool=self.data_directory)
         self.scrubber = Scrubber(configured_secrets(config))
         self.listener = AuditListener(self)
         # The gateway's request filter: secrets to placeholders before routing (None: off).
@@ -111,6 +112,13 @@ class Governance:
 
         store = SqlStore(store_url(config.store, data_directory))
         return cls(config, store.engine, store=store, data_directory=data_directory)
+
+    def journal_audit(self, journal: Callable[[dict[str, Any]], None],
+                      wait_stored: Callable[[float], bool] | None = None) -> None:
+        """Journal audit records with the exchanges (the recorder's ``note``) instead of writing them
+        from a thread of this process: called before :meth:`start` when the gateway records."""
+        if isinstance(self.audit, AuditWriter):
+            self.audit = JournaledAudit(journal, wait_stored=wait_stored, leftover=self.audit)
 
     def _audit_key(self) -> AuditKey:
         secret = self.config.governance.audit_key

@@ -1,4 +1,4 @@
-"""The governance tables (created by the store's Alembic chain, ``0004_governance``), described
+"""The governance tables (created by the store's Alembic chain, ``0004_governance`` and ``0007_audit_entry``), described
 beside the only code that queries them, and a write transaction that queues on SQLite."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ audit = sa.Table(
     sa.Column("record", sa.Text, nullable=False),
     sa.Column("prev", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # The record's own id when it came through the journal (0007): a record read twice is appended once.
+    sa.Column("entry", sa.String(40), unique=True),
 )
 audit_head = sa.Table(
     "gov_audit_head", metadata,

@@ -31,7 +31,8 @@ def _store(config_path: str | None) -> SqlStore:
     try:
         store = open_store(store_url(config.store))
         # The gateway journals exchanges first and stores them a moment later: catch up first.
-        ingested, pending = catch_up(store)
+        secret = config.governance.audit_key
+        ingested, pending = catch_up(store, audit_key=secret.get_secret_value() if secret is not None else None)
     except Exception as error:
         err.print(f"[bold red]cannot open the store[/] {store_url(config.store)}: {error}")
         sys.exit(1)

@@ -37,10 +37,12 @@ def journal_path(url: str, data_dir: Path | None = None) -> Path:
     return data_dir / "journal" / hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
 
 
-def catch_up(store: Store, data_dir: Path | None = None, *, wait: float = 2.0) -> tuple[int, int]:
+def catch_up(store: Store, data_dir: Path | None = None, *, wait: float = 2.0,
+             audit_key: str | None = None) -> tuple[int, int]:
     """Bring ``store`` up to date with its journal before reading it: ingest what no running
     gateway is ingesting, and give running ones up to ``wait`` seconds. Returns the exchanges
-    ingested here and those still pending (a running gateway's ingester will store them)."""
+    ingested here and those still pending (a running gateway's ingester will store them).
+    ``audit_key``: ``governance.audit_key``, for the audit records the journal holds."""
     from outlast.store.ingest import drain
     from outlast.store.journal import JournalReader, slot_in_use, slots
 
@@ -50,7 +52,7 @@ def catch_up(store: Store, data_dir: Path | None = None, *, wait: float = 2.0) -
         if slot_in_use(slot):
             busy.append(slot)
         elif JournalReader(slot).pending_bytes():
-            ingested += drain(store, slot)
+            ingested += drain(store, slot, audit_key=audit_key)
     deadline = time.monotonic() + wait
     while busy and time.monotonic() < deadline and any(JournalReader(s).pending_bytes() for s in busy):
         time.sleep(0.05)

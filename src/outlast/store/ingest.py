@@ -7,6 +7,12 @@ waits and retries: the journal holds everything meanwhile, so nothing is lost, a
 written twice when it comes back. A record the database refuses for any other reason (a bug, bad
 data) is set aside in ``rejected.jsonl`` beside the journal, so it cannot hold the rest up.
 
+The journal also carries the gateway's audit records (lines of ``"kind": "audit"``): the ingester
+appends them to the audit chain (:func:`outlast.governance.audit.append`) after the batch's
+exchanges, skipping any the chain already has by their ``entry`` id, so that they too are stored
+exactly once. It signs them with ``governance.audit_key`` when the gateway passes it one, else with
+the key file in the data directory (the journal's grandparent), as the gateway itself would.
+
 The gateway runs it in a child process (``python -m outlast.store.ingest``) at a lower CPU
 priority: it shares no GIL with the event loop, and when the machine is busy the hot path wins
 and the store lags a little. ``outlast conversations ...`` drains a journal no gateway is
@@ -31,13 +37,15 @@ from outlast.store.base import Store, StoreUnavailable
 from outlast.store.journal import JournalReader, lock
 
 log = logging.getLogger("outlast.ingest")
+AUDIT = "audit"  # the kind of a journal line that is an audit record (an exchange's has no kind)
 
 
 class Ingester:
     """``Ingester(store, slot).run(stop)``: until ``stop`` is set, then drains what it can."""
 
     def __init__(self, store: Store, slot: Path, *, batch: int = 4000, idle: float = 0.05, retry: float = 0.5,
-                 retention: Callable[[Store], object] | None = None, retention_interval: float = 3600.0) -> None:
+                 retention: Callable[[Store], object] | None = None, retention_interval: float = 3600.0,
+                 audit_key: str | None = None, data_dir: Path | None = None) -> None:
         self.store = store
         self.slot = Path(slot)
         self.batch = batch
@@ -46,6 +54,11 @@ class Ingester:
         self.retention = retention
         self.retention_interval = retention_interval
         self.ingested = 0  # exchanges written to the database
+        self.audited = 0  # audit records appended to the chain
+        self._audit_secret = audit_key  # governance.audit_key, when configured
+        # journal/<store>/<slot> lives in the data directory, where the audit key file is
+        self.data_dir = data_dir if data_dir is not None else self.slot.resolve().parents[2]
+        self._audit_key: bytes | None = None
         self.transactions = 0
         self.available = False
         self._warned = False
@@ -104,15 +117,49 @@ class Ingester:
         self.available = False
 
     def _write(self, records: list[dict[str, Any]]) -> None:
+        exchanges = [r for r in records if r.get("kind") is None]
+        notes = [r for r in records if r.get("kind") == AUDIT]
+        if exchanges:
+            try:
+                self.store.write_exchanges(exchanges)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.exception("ingest: a batch failed; writing its records one by one")
+                self._one_by_one(exchanges)
+            self.ingested += len(exchanges)
+        if notes:
+            self._append_audit(notes)
+        self.transactions += 1
+
+    def _append_audit(self, notes: list[dict[str, Any]]) -> None:
+        from outlast.governance.audit import append, resolve_key
+
+        engine = getattr(self.store, "engine", None)
+        if engine is None:  # a store without a database engine has no audit chain
+            return
         try:
-            self.store.write_exchanges(records)
+            if self._audit_key is None:
+                self._audit_key = resolve_key(self._audit_secret, self.data_dir, engine, create=True).key
+            try:
+                self.audited += append(engine, [(float(n["at"]), n["record"]) for n in notes], self._audit_key,
+                                       entries=[str(n["entry"]) for n in notes])
+            except (KeyError, TypeError, ValueError):
+                self._set_aside(notes, "malformed audit records")
         except StoreUnavailable:
             raise
-        except Exception:
-            log.exception("ingest: a batch failed; writing its records one by one")
-            self._one_by_one(records)
-        self.ingested += len(records)
-        self.transactions += 1
+        except Exception as error:
+            if _unreachable(error):
+                raise StoreUnavailable(str(error).splitlines()[0]) from error
+            log.exception("ingest: the audit chain refused %d records", len(notes))
+            self._set_aside(notes, "audit records refused by the store")
+
+    def _set_aside(self, records: list[dict[str, Any]], why: str) -> None:
+        rejected = self.slot / "rejected.jsonl"
+        log.error("ingest: %d %s; kept in %s", len(records), why, rejected)
+        with open(rejected, "ab") as file:
+            for record in records:
+                file.write(orjson.dumps(record) + b"\n")
 
     def _one_by_one(self, records: list[dict[str, Any]]) -> None:
         rejected = self.slot / "rejected.jsonl"
@@ -127,13 +174,21 @@ class Ingester:
                     file.write(orjson.dumps(record) + b"\n")
 
 
-def drain(store: Store, slot: Path) -> int:
-    """Ingest everything in ``slot`` now (no gateway is using it); the number of exchanges stored."""
+def drain(store: Store, slot: Path, *, audit_key: str | None = None) -> int:
+    """Ingest everything in ``slot`` now (no gateway is using it); the number of exchanges stored.
+    ``audit_key``: ``governance.audit_key``, for the audit records the journal holds."""
     stop = threading.Event()
     stop.set()
-    ingester = Ingester(store, slot, idle=0.0, retry=0.0)
+    ingester = Ingester(store, slot, idle=0.0, retry=0.0, audit_key=audit_key)
     ingester.run(stop)
     return ingester.ingested
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether a database error means the database is away (retry later) rather than refusing."""
+    import sqlalchemy as sa
+
+    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
 def _safe(url: str) -> str:
@@ -156,7 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--health-days", type=int)
     parser.add_argument("--nice", type=int, default=19)
     parser.add_argument("--idle", type=float, default=0.05)
+    parser.add_argument("--audit-key-on-stdin", action="store_true",
+                        help="the first line of standard input is governance.audit_key, hex-encoded (empty: none)")
     args = parser.parse_args(argv)
+    audit_key = None
+    if args.audit_key_on_stdin:
+        audit_key = bytes.fromhex(sys.stdin.buffer.readline().strip().decode()).decode() or None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.nice:
         os.nice(args.nice)  # the gateway's event loop comes first when they share a core
@@ -179,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=watch_parent, name="outlast-ingest-parent", daemon=True).start()
     store = SqlStore(args.url)
     try:
-        Ingester(store, args.slot, idle=args.idle, retention=retention).run(stop)
+        Ingester(store, args.slot, idle=args.idle, retention=retention, audit_key=audit_key).run(stop)
     finally:
         store.close()
 

@@ -72,7 +72,8 @@ class Recorder:
 
     def __init__(self, store: Store, journal: Path, *, ingest: str | None = "process",
                  retention: Retention | None = None, health_days: int | None = None, ingest_idle: float = 0.05,
-                 max_batch: int = 4096, commit_delay: float = 0.001) -> None:
+                 max_batch: int = 4096, commit_delay: float = 0.001, audit_key: str | None = None,
+                 note_delay: float = 0.005) -> None:
         self.store = store
         # Which conversation a request continues, from memory (the database only on a miss).
         self.names = ConversationNames(store.conversation_heads)
@@ -81,10 +82,16 @@ class Recorder:
         self.max_batch = max_batch
         self.retention = retention
         self.journaled = 0  # exchanges made durable in the journal
+        self.noted = 0  # notes (audit records) journaled
         self.batches = 0  # journal appends (fsyncs)
         self.unrecorded = 0  # exchanges answered without a record: the journal could not be written
         self.journal_failures = 0  # journal appends that failed (disk full, I/O error)
         self._pending: deque[Any] = deque()
+        # Lines journaled without anyone waiting on them (audit records, :meth:`note`): they go with
+        # the next append, or on their own ``note_delay`` seconds later when no commit comes first.
+        self._notes: deque[bytes] = deque()
+        self.note_delay = note_delay
+        self._notes_due = False
         # How many exchanges are being answered right now (the gateway sets it); see commit_delay.
         self.siblings: Callable[[], int] | None = None
         self.commit_delay = commit_delay
@@ -104,18 +111,23 @@ class Recorder:
             if retention is not None or health_days is not None:
                 def prune(s: Store) -> object:
                     return apply_retention(s, *limits, health_days=health_days)
-            self.ingester = Ingester(store, self.slot, idle=ingest_idle, retention=prune)
+            self.ingester = Ingester(store, self.slot, idle=ingest_idle, retention=prune, audit_key=audit_key)
             self._ingest_thread = threading.Thread(target=self.ingester.run, args=(self._ingest_stop,),
                                                    name="outlast-ingest", daemon=True)
             self._ingest_thread.start()
         elif ingest == "process":
             argv = [sys.executable, "-m", "outlast.store.ingest", "--url", store.url, "--slot", str(self.slot),
-                    "--idle", str(ingest_idle)]
+                    "--idle", str(ingest_idle), "--audit-key-on-stdin"]
             for flag, value in zip(("--max-age-days", "--max-size-mb", "--health-days"), (*limits, health_days),
                                    strict=True):
                 if value is not None:
                     argv += [flag, str(value)]
             self._ingest_process = subprocess.Popen(argv, stdin=subprocess.PIPE)
+            # The audit chain's key, if configured, goes by the pipe (never argv, which anyone can read);
+            # the pipe then stays open until the gateway stops, which is how the child knows.
+            assert self._ingest_process.stdin is not None
+            self._ingest_process.stdin.write((audit_key or "").encode().hex().encode() + b"\n")
+            self._ingest_process.stdin.flush()
         elif ingest is not None:
             raise ValueError(f"ingest must be 'process', 'thread' or None, not {ingest!r}")
 
@@ -143,7 +155,8 @@ class Recorder:
             # waits on the event loop while it fsyncs; a hand-off to the thread and back would
             # only add two wake-ups to this exchange's last byte.
             try:
-                self._write([line])
+                notes = self._take_notes()
+                self._write([*notes, line], notes=len(notes))
             finally:
                 self._writing.release()
         else:
@@ -159,11 +172,63 @@ class Recorder:
     async def _via_thread(self, line: bytes) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        if self._notes:
+            self._pending.extend((note, None, None) for note in self._take_notes())
         self._pending.append((line, loop, future))
         if self._idle:
             self._idle = False
             self._wake.set()
         await future
+
+    def note(self, document: dict[str, Any]) -> None:
+        """Journal ``document`` without waiting for it (an audit record: ``{"kind": "audit", ...}``; the
+        ingester appends those to the audit chain). It is written with the next exchange's commit, or
+        on its own ``note_delay`` seconds later if none comes first: durable within milliseconds,
+        without an fsync or a thread wake-up of its own under load. Safe from any thread."""
+        if self._closed:
+            log.warning("a %s record came after the recorder closed: not journaled", document.get("kind"))
+            return
+        self._notes.append(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+        if self._notes_due:
+            return
+        self._notes_due = True
+        try:
+            asyncio.get_running_loop().call_later(self.note_delay, self.flush_notes)
+        except RuntimeError:  # no event loop in this thread: hand it to the journal thread now
+            self.flush_notes()
+
+    def _take_notes(self) -> list[bytes]:
+        notes = self._notes
+        taken = []
+        while notes:
+            taken.append(notes.popleft())
+        return taken
+
+    def flush_notes(self) -> None:
+        """Hand the notes no commit has taken yet to the journal thread."""
+        self._notes_due = False
+        if not self._notes or self._closed:
+            return
+        self._pending.extend((note, None, None) for note in self._take_notes())
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
+    def wait_journaled(self, timeout: float = 10.0) -> bool:
+        """Wait until every note and commit so far is in the journal (for a caller without an event
+        loop: a test, a CLI); False if that takes longer than ``timeout`` seconds."""
+        self.flush_notes()
+        deadline = time.monotonic() + timeout
+        while self._pending or not self._idle:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def wait_stored(self, timeout: float = 10.0) -> bool:
+        """:meth:`wait_journaled`, then :meth:`wait_ingested`: everything so far is in the database."""
+        deadline = time.monotonic() + timeout
+        return self.wait_journaled(timeout) and self.wait_ingested(max(0.0, deadline - time.monotonic()))
 
     def metric_lines(self) -> list[str]:
         """Prometheus lines for /metrics: exchanges made durable, and the fsyncs that did it
@@ -172,6 +237,10 @@ class Recorder:
             "# HELP outlast_journal_exchanges_total Exchanges committed to the journal.",
             "# TYPE outlast_journal_exchanges_total counter",
             f"outlast_journal_exchanges_total {self.journaled}",
+            "# HELP outlast_journal_audit_records_total Audit records journaled (the ingester appends them "
+            "to the audit chain).",
+            "# TYPE outlast_journal_audit_records_total counter",
+            f"outlast_journal_audit_records_total {self.noted}",
             "# HELP outlast_journal_fsyncs_total Journal appends, one fsync each (group commit).",
             "# TYPE outlast_journal_fsyncs_total counter",
             f"outlast_journal_fsyncs_total {self.batches}",
@@ -217,6 +286,7 @@ class Recorder:
         the next start."""
         if self._closed:
             return
+        self._pending.extend((note, None, None) for note in self._take_notes())
         self._closed = True
         self._pending.append(_STOP)
         self._idle = False
@@ -251,7 +321,7 @@ class Recorder:
             if self.commit_delay and siblings is not None and siblings() > len(pending):
                 time.sleep(self.commit_delay)  # others are on their way: one fsync for all of them
             while True:
-                batch: list[tuple[bytes, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+                batch: list[tuple[bytes, Any, Any]] = []
                 while pending and len(batch) < self.max_batch:
                     item = pending.popleft()
                     if item is _STOP:
@@ -270,25 +340,28 @@ class Recorder:
                     break
                 self._idle = False
 
-    def _write(self, lines: list[bytes]) -> None:
+    def _write(self, lines: list[bytes], notes: int = 0) -> None:
         """Append and fsync (the caller holds ``_writing``); a failure is logged and counted
         (``outlast_journal_unrecorded_exchanges_total`` on /metrics), never raised: the answer
         goes out even when it cannot be recorded, since refusing it would not make it stored."""
         try:
             self.journal.append(b"".join(lines))
-            self.journaled += len(lines)
+            self.journaled += len(lines) - notes
+            self.noted += notes
             self.batches += 1
         except OSError:
             self.journal_failures += 1
-            self.unrecorded += len(lines)
-            log.exception("cannot write the journal in %s: %d exchanges not recorded", self.slot, len(lines))
+            self.unrecorded += len(lines) - notes
+            log.exception("cannot write the journal in %s: %d exchanges (and %d audit records) not recorded",
+                          self.slot, len(lines) - notes, notes)
 
-    def _append(self, batch: list[tuple[bytes, asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    def _append(self, batch: list[tuple[bytes, Any, Any]]) -> None:
         with self._writing:
-            self._write([line for line, _, _ in batch])
+            self._write([line for line, _, _ in batch], notes=sum(1 for _, loop, _ in batch if loop is None))
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, loop, future in batch:
-            by_loop.setdefault(loop, []).append(future)
+            if loop is not None:  # None: a note, which nobody waits on
+                by_loop.setdefault(loop, []).append(future)
         for loop, futures in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, futures)  # one wake-up per loop, not per exchange
@@ -343,5 +416,7 @@ def open_recorder(config: Config, directory: Path | None = None) -> Recorder:
     if retention.max_age_days is not None or retention.max_size_mb is not None:
         limits = (retention.max_age_days, retention.max_size_mb)
     url = store_url(config.store, directory)
+    audit_key = config.governance.audit_key
     return Recorder(SqlStore(url), journal_path(url, directory), retention=limits,
-                    health_days=config.health.uptime_days)
+                    health_days=config.health.uptime_days,
+                    audit_key=audit_key.get_secret_value() if audit_key is not None else None)
