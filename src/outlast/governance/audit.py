@@ -501,8 +501,10 @@ class JournaledAudit:
 
     def add(self, record: dict[str, Any], at: float | None = None) -> None:
         self.added += 1
-        self.journal({"kind": "audit", "entry": time_ordered(10), "at": time.time() if at is None else at,
-                      "record": record})
+        # One record per exchange, so the exchange's id (unique, time-ordered) is the record's own;
+        # a record of something else gets an id of its own.
+        entry = record.get("exchange_id") or time_ordered(10)
+        self.journal({"kind": "audit", "entry": entry, "at": time.time() if at is None else at, "record": record})
 
     def start(self) -> None:
         leftover = self.leftover

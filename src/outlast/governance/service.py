@@ -242,13 +242,25 @@ class StampSink:
         if admission is not None and admission.redaction is not None and exchange.response is not None:
             # The caller got the secrets back; the store keeps the answer as the provider gave it.
             exchange.response = admission.redaction.hide_response(exchange.response)
+        # A streamed answer is committed at its last event, before the router has finished with it:
+        # its audit record is made now, so that a journaled one goes into the journal in the same
+        # write as the exchange, durable before the answer's last byte.
+        self.governance.listener.committing(exchange)
 
 
 class AuditListener:
-    """A router listener: one audit record per routing decision."""
+    """A router listener: one audit record per routing decision, made when the exchange is
+    committed (a streamed answer, at its last event) or, if it is not, when the router is done."""
 
     def __init__(self, governance: Governance) -> None:
         self.governance = governance
+        self._early: set[str] = set()  # exchanges recorded at their commit, until the router is done
+
+    def committing(self, exchange: Exchange) -> None:
+        if exchange.ended is not None or self.governance.audit is None:
+            return  # the router is done with it (a plain answer, a failure): recorded already
+        self._early.add(exchange.id)
+        self._record(exchange)
 
     def attempt_finished(self, exchange: Exchange, attempt: Attempt) -> None:
         if attempt.error is not None and self.governance.scrubber:
@@ -257,8 +269,14 @@ class AuditListener:
             self.governance.scrubber.error(attempt.error)
 
     def exchange_finished(self, exchange: Exchange) -> None:
+        self.governance.stamp(exchange)
+        if exchange.id in self._early:
+            self._early.discard(exchange.id)
+            return
+        self._record(exchange)
+
+    def _record(self, exchange: Exchange) -> None:
         governance = self.governance
-        governance.stamp(exchange)
         if governance.audit is None:
             return
         admission = CURRENT.get()
