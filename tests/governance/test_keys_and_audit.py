@@ -505,3 +505,30 @@ def test_a_recording_gateway_journals_its_audit_records_and_each_is_appended_onc
     assert read_again == 2 and again == 3  # both exchanges read again; no audit record appended twice
     verified = cli(found, "audit", "verify")
     assert verified.exit_code == 0 and "3 records" in verified.output
+
+
+def test_journaled_audit_records_wait_in_the_journal_while_the_key_file_cannot_be_read(tmp_path: Path) -> None:
+    from outlast.store.ingest import drain
+    from outlast.store.journal import JournalWriter
+    from outlast.store.sql import SqlStore
+
+    writer = JournalWriter(tmp_path / "journal" / "store")  # the slot is <data dir>/journal/<store>/<n>
+    note = {"kind": "audit", "entry": "e-1", "at": 1.0, "record": {"exchange_id": "e-1", "who": "master key"}}
+    writer.append(orjson.dumps(note) + b"\n")
+    writer.close()
+    (tmp_path / "audit.key").mkdir()  # unreadable as a key
+    store = SqlStore(f"sqlite:///{tmp_path / 'o.db'}")
+    store.migrate()
+
+    def chain() -> int:
+        with store.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM gov_audit")).scalar() or 0)
+
+    try:
+        drain(store, writer.slot)
+        assert chain() == 0 and not (writer.slot / "rejected.jsonl").exists()  # kept, not set aside
+        (tmp_path / "audit.key").rmdir()
+        drain(store, writer.slot)
+        assert chain() == 1 and (tmp_path / "audit.key").exists()
+    finally:
+        store.close()

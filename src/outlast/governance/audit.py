@@ -158,14 +158,13 @@ def append(engine: sa.Engine, records: Sequence[tuple[float, dict[str, Any]]], k
         return 0
     with writing(engine) as conn:
         head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update()).first()
-        named: Sequence[str | None] = entries if entries is not None else [None] * len(records)
+        named: list[tuple[tuple[float, dict[str, Any]], str | None]] = list(
+            zip(records, entries if entries is not None else [None] * len(records), strict=True))
         if entries is not None:
             known = _known_entries(conn, entries)
-            if known:
-                kept = [(r, e) for r, e in zip(records, entries, strict=True) if e not in known]
-                records, named = [r for r, _ in kept], [e for _, e in kept]
-                if not records:
-                    return 0
+            named = [(record, entry) for record, entry in named if entry not in known]
+            if not named:
+                return 0
         seq, prev = 0, GENESIS
         if head is not None:
             seq = int(head.seq)
@@ -174,7 +173,7 @@ def append(engine: sa.Engine, records: Sequence[tuple[float, dict[str, Any]]], k
                 log.error("audit: the chain's head names record %d, which is missing; appending after it", seq)
             prev = str(last) if last is not None else GENESIS
         rows = []
-        for (at, record), entry in zip(records, named, strict=True):
+        for (at, record), entry in named:
             seq += 1
             body = _body(seq, at, record)
             digest = chain_hash(key, prev, body)

@@ -45,7 +45,7 @@ class Ingester:
 
     def __init__(self, store: Store, slot: Path, *, batch: int = 4000, idle: float = 0.05, retry: float = 0.5,
                  retention: Callable[[Store], object] | None = None, retention_interval: float = 3600.0,
-                 audit_key: str | None = None, data_dir: Path | None = None) -> None:
+                 audit_key: str | None = None) -> None:
         self.store = store
         self.slot = Path(slot)
         self.batch = batch
@@ -57,7 +57,8 @@ class Ingester:
         self.audited = 0  # audit records appended to the chain
         self._audit_secret = audit_key  # governance.audit_key, when configured
         # journal/<store>/<slot> lives in the data directory, where the audit key file is
-        self.data_dir = data_dir if data_dir is not None else self.slot.resolve().parents[2]
+        self.data_dir = self.slot.resolve().parents[2]
+        self.rejected = self.slot / "rejected.jsonl"
         self._audit_key: bytes | None = None
         self.transactions = 0
         self.available = False
@@ -133,45 +134,53 @@ class Ingester:
         self.transactions += 1
 
     def _append_audit(self, notes: list[dict[str, Any]]) -> None:
-        from outlast.governance.audit import append, resolve_key
+        from outlast.governance.audit import append
+        from outlast.store.sql import unavailable_when_unreachable
 
         engine = getattr(self.store, "engine", None)
         if engine is None:  # a store without a database engine has no audit chain
             return
         try:
-            if self._audit_key is None:
-                self._audit_key = resolve_key(self._audit_secret, self.data_dir, engine, create=True).key
-            try:
-                self.audited += append(engine, [(float(n["at"]), n["record"]) for n in notes], self._audit_key,
-                                       entries=[str(n["entry"]) for n in notes])
-            except (KeyError, TypeError, ValueError):
-                self._set_aside(notes, "malformed audit records")
+            records = [(float(n["at"]), n["record"]) for n in notes]
+            entries = [str(n["entry"]) for n in notes]
+        except (KeyError, TypeError, ValueError):
+            log.error("ingest: %d malformed audit records; kept in %s", len(notes), self.rejected)
+            self._reject(notes)
+            return
+        try:
+            with unavailable_when_unreachable():
+                if self._audit_key is None:
+                    self._audit_key = self._resolve_audit_key(engine)
+                self.audited += append(engine, records, self._audit_key, entries=entries)
         except StoreUnavailable:
-            raise
-        except Exception as error:
-            if _unreachable(error):
-                raise StoreUnavailable(str(error).splitlines()[0]) from error
-            log.exception("ingest: the audit chain refused %d records", len(notes))
-            self._set_aside(notes, "audit records refused by the store")
+            raise  # the database (or the key file) is away: the journal keeps them, and this is retried
+        except Exception:
+            log.exception("ingest: the audit chain refused %d records; kept in %s", len(notes), self.rejected)
+            self._reject(notes)
 
-    def _set_aside(self, records: list[dict[str, Any]], why: str) -> None:
-        rejected = self.slot / "rejected.jsonl"
-        log.error("ingest: %d %s; kept in %s", len(records), why, rejected)
-        with open(rejected, "ab") as file:
-            for record in records:
-                file.write(orjson.dumps(record) + b"\n")
+    def _resolve_audit_key(self, engine: Any) -> bytes:
+        from outlast.governance.audit import resolve_key
+
+        try:
+            return resolve_key(self._audit_secret, self.data_dir, engine, create=True).key
+        except (OSError, ValueError) as error:
+            raise StoreUnavailable(f"the audit key cannot be read: {error}") from error
 
     def _one_by_one(self, records: list[dict[str, Any]]) -> None:
-        rejected = self.slot / "rejected.jsonl"
         for record in records:
             try:
                 self.store.write_exchanges([record])
             except StoreUnavailable:
                 raise
             except Exception:
-                log.exception("exchange %s refused by the store; kept in %s", record.get("id"), rejected)
-                with open(rejected, "ab") as file:
-                    file.write(orjson.dumps(record) + b"\n")
+                log.exception("exchange %s refused by the store; kept in %s", record.get("id"), self.rejected)
+                self._reject([record])
+
+    def _reject(self, records: list[dict[str, Any]]) -> None:
+        """Set ``records`` aside in ``rejected.jsonl``, so they cannot hold the rest up (never dropped)."""
+        with open(self.rejected, "ab") as file:
+            for record in records:
+                file.write(orjson.dumps(record) + b"\n")
 
 
 def drain(store: Store, slot: Path, *, audit_key: str | None = None) -> int:
@@ -182,13 +191,6 @@ def drain(store: Store, slot: Path, *, audit_key: str | None = None) -> int:
     ingester = Ingester(store, slot, idle=0.0, retry=0.0, audit_key=audit_key)
     ingester.run(stop)
     return ingester.ingested
-
-
-def _unreachable(error: BaseException) -> bool:
-    """Whether a database error means the database is away (retry later) rather than refusing."""
-    import sqlalchemy as sa
-
-    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
 def _safe(url: str) -> str:

@@ -172,12 +172,9 @@ class Recorder:
     async def _via_thread(self, line: bytes) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        if self._notes:
-            self._pending.extend((note, None, None) for note in self._take_notes())
+        self._queue_notes()  # ahead of the line: written in the same append
         self._pending.append((line, loop, future))
-        if self._idle:
-            self._idle = False
-            self._wake.set()
+        self._wake_writer()
         await future
 
     def note(self, document: dict[str, Any]) -> None:
@@ -200,19 +197,26 @@ class Recorder:
     def _take_notes(self) -> list[bytes]:
         notes = self._notes
         taken = []
-        while notes:
+        while notes:  # popleft, not copy-and-clear: another thread may be adding one meanwhile
             taken.append(notes.popleft())
         return taken
+
+    def _queue_notes(self) -> None:
+        """Move the notes to the journal thread's queue, as lines nobody waits on."""
+        self._pending.extend((note, None, None) for note in self._take_notes())
+
+    def _wake_writer(self) -> None:
+        if self._idle:
+            self._idle = False
+            self._wake.set()
 
     def flush_notes(self) -> None:
         """Hand the notes no commit has taken yet to the journal thread."""
         self._notes_due = False
         if not self._notes or self._closed:
             return
-        self._pending.extend((note, None, None) for note in self._take_notes())
-        if self._idle:
-            self._idle = False
-            self._wake.set()
+        self._queue_notes()
+        self._wake_writer()
 
     def wait_journaled(self, timeout: float = 10.0) -> bool:
         """Wait until every note and commit so far is in the journal (for a caller without an event
@@ -286,7 +290,7 @@ class Recorder:
         the next start."""
         if self._closed:
             return
-        self._pending.extend((note, None, None) for note in self._take_notes())
+        self._queue_notes()
         self._closed = True
         self._pending.append(_STOP)
         self._idle = False

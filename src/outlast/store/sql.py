@@ -104,24 +104,18 @@ class SqlStore:
     def _write(self) -> Iterator[sa.Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite, so two writers queue rather than
         fail on upgrading a read lock). Connection failures become :class:`StoreUnavailable`."""
-        try:
-            with self.engine.connect() as conn:
-                conn.info["write"] = True
-                try:
-                    with conn.begin():
-                        yield conn
-                finally:
-                    conn.info["write"] = False
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-            raise StoreUnavailable(str(error).splitlines()[0]) from error
+        with unavailable_when_unreachable(), self.engine.connect() as conn:
+            conn.info["write"] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info["write"] = False
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-            raise StoreUnavailable(str(error).splitlines()[0]) from error
+        with unavailable_when_unreachable(), self.engine.connect() as conn:
+            yield conn
 
     def migrate(self) -> None:
         from alembic import command
@@ -557,6 +551,16 @@ class SqlStore:
         else:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE")
+
+
+@contextmanager
+def unavailable_when_unreachable() -> Iterator[None]:
+    """Turn the database errors that mean it cannot be reached (connection refused or lost, a
+    locked SQLite file past its busy timeout) into :class:`StoreUnavailable`: wait and retry."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+        raise StoreUnavailable(str(error).splitlines()[0]) from error
 
 
 def _sqlite_setup(engine: sa.Engine, synchronous: str) -> None:
