@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -42,6 +42,9 @@ from outlast.web.server import ServerLimits
 from outlast.web.session import Sessions
 from outlast.web.usage import UsageWeb
 
+if TYPE_CHECKING:
+    from outlast.store.recorder import Recorder
+
 log = logging.getLogger("outlast")
 
 # Paths served to GET (and HEAD) only; /openapi.json describes the whole HTTP API (outlast.web.openapi).
@@ -53,7 +56,7 @@ JSONHandler = Callable[[Any, dict[str, str], Receive, Send], Awaitable[None]]
 class Gateway:
     def __init__(self, config: Config, providers: Mapping[str, Provider], router: Router,
                  metrics: Metrics, sinks: Sequence[ExchangeSink] = (), health: HealthService | None = None,
-                 governance: Governance | None = None) -> None:
+                 governance: Governance | None = None, journal: Recorder | None = None) -> None:
         self.config = config
         self.providers = providers
         self.router = router
@@ -63,6 +66,9 @@ class Gateway:
         self._master_key = master.encode() if master else None
         self._max_body = config.max_body_bytes
         self.sinks = list(sinks)
+        # With `record: false`, a recorder that journals only audit records (nothing of the exchanges):
+        # the gateway writes them the way a recording one does, without a thread of its own.
+        self.journal = journal
         self.health_service = health  # outage detection, status page, dashboard (outlast.health, outlast.web)
         self.sessions = Sessions(self._master_key)  # the dashboard's sign-ins (outlast.web.session)
         self._health_web = HealthWeb(health, self._master_key, self.sessions) if health is not None else None
@@ -181,7 +187,7 @@ class Gateway:
             return
         if path == "/metrics":
             text = self.metrics.render()
-            for part in (*self.sinks, self.governance):
+            for part in (*self.sinks, self.journal, self.governance):
                 lines = getattr(part, "metric_lines", None)
                 if lines is not None:
                     text += "\n".join(lines()) + "\n"
@@ -304,6 +310,11 @@ class Gateway:
                     await close()
                 except Exception:
                     log.exception("closing %s failed", type(sink).__name__)
+        if self.journal is not None:  # after governance: its last audit records are in the journal
+            try:
+                await self.journal.aclose()
+            except Exception:
+                log.exception("closing the audit journal failed")
 
 
 def build_gateway(config: Config, allowed: TargetPredicate | None = None, *,
@@ -330,11 +341,17 @@ def build_gateway(config: Config, allowed: TargetPredicate | None = None, *,
     if config.master_key is None:
         log.warning("no master_key configured: any client may use this gateway until a virtual key is created")
     sinks: list[ExchangeSink] = []
-    if config.record:
+    journal = None
+    if config.record or governance.audit is not None:
         from outlast.store.recorder import open_recorder
 
         recorder = open_recorder(config, data_directory)
-        sinks.append(recorder)
-        # Audit records go into the journal with the exchanges; the ingester appends them to the chain.
+        if config.record:
+            sinks.append(recorder)
+        else:
+            journal = recorder  # `record: false`: it journals the audit records, and nothing else
+        # Audit records go into the journal (with the exchanges, when recording); the ingester
+        # appends them to the chain.
         governance.journal_audit(recorder.note, recorder.wait_stored)
-    return Gateway(config, providers, router, metrics, sinks=sinks, health=health, governance=governance)
+    return Gateway(config, providers, router, metrics, sinks=sinks, health=health, governance=governance,
+                   journal=journal)

@@ -532,3 +532,30 @@ def test_journaled_audit_records_wait_in_the_journal_while_the_key_file_cannot_b
         assert chain() == 1 and (tmp_path / "audit.key").exists()
     finally:
         store.close()
+
+
+def test_a_gateway_that_does_not_record_journals_only_its_audit_records(sim: Any, tmp_path: Path) -> None:
+    """``record: false``: nothing of the exchanges is kept, but the audit records go through a journal
+    and its ingester like a recording gateway's, with no audit thread in the gateway."""
+    import threading
+
+    from outlast.governance.audit import JournaledAudit
+    from outlast.store.journal import JournalReader, slots
+
+    with replicas(sim, tmp_path, record=False) as found:
+        gateway = found["a"].gateway
+        assert isinstance(gateway.governance.audit, JournaledAudit) and not gateway.sinks
+        assert not any(t.name == "outlast-audit" for t in threading.enumerate())
+        assert ask(found["a"].url, MASTER_KEY).status_code == 200
+        assert ask(found["a"].url, MASTER_KEY, route="no-such-route").status_code == 404
+        metrics = httpx.get(f"{found['a'].url}/metrics", timeout=10).text
+        rows = _audit_rows(found)
+        with found["engine"].connect() as conn:
+            exchanges = conn.execute(sa.text("SELECT count(*) FROM exchanges")).scalar()
+        (journal,) = (tmp_path / "journal").iterdir()
+        assert sum(JournalReader(slot).pending_records() for slot in slots(journal)) == 0
+    assert [orjson.loads(r["record"])["model"] for r in rows] == ["to-anthropic", "no-such-route"]
+    assert exchanges == 0  # the audit says who asked what; no request or answer was stored
+    assert "outlast_journal_audit_records_total 2" in metrics
+    verified = cli(found, "audit", "verify")
+    assert verified.exit_code == 0 and "2 records" in verified.output

@@ -100,3 +100,19 @@ def test_a_batch_torn_by_a_crash_is_skipped_and_what_follows_is_read(tmp_path: P
     finally:
         successor.close()
     assert read_all(writer.slot) == [0, 1, 10, 11]
+
+
+def test_pending_records_counts_exchanges_not_the_audit_records_between_them(tmp_path: Path, monkeypatch) -> None:
+    from outlast.store import journal
+
+    audit = orjson.dumps({"kind": "audit", "entry": "e", "at": 1.0, "record": {"who": "master key"}}) + b"\n"
+    writer = JournalWriter(tmp_path, zero_chunk=4096, zero_ahead=16384)
+    try:
+        writer.append(audit + lines(0, 2) + audit + audit + lines(2, 3) + audit)
+    finally:
+        writer.close()
+    assert JournalReader(writer.slot).pending_records() == 5
+    # Read in pieces of every size, so that lines, and the start of an audit line, fall across pieces.
+    for size in (1, 2, 7, 15, 16, 17, 64, 333):
+        monkeypatch.setattr(journal, "_CHUNK", size)
+        assert JournalReader(writer.slot).pending_records() == 5, size
