@@ -10,7 +10,11 @@ ingester) from /proc before and after, over several repetitions:
 
 The ratio column is CPU per request against the aiohttp floor measured in the same run. At one core,
 ``1e6 / µs per request`` is the most req/s a system can serve, so a ratio of 2 means half the floor's
-throughput at saturation.
+throughput at saturation. A system's CPU counts until the gateway core is quiet again after the load
+(harness.procs.settle): outlast's ingester, a niced child, stores most of a load run's journal after it, and
+that is part of what a request costs; "of it later" says how much was spent so. "cores busy" is CPU seconds
+per second of load, during the load: below 1, the gateway sat idle part of the time, waiting (on its
+upstream, its disk, or a thread) rather than computing.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 from harness import systems
 from harness.nginx import start_upstream
-from harness.procs import LOAD_CORE, Children, free_port, pin_self
+from harness.procs import LOAD_CORE, Children, free_port, pin_self, settle
 from harness.systems import OUTLAST_VARIANTS, Target
 from harness.wrk import run_wrk, write_script
 
@@ -71,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pin_self(LOAD_CORE)
     results: dict[str, list[float]] = {n: [] for n in names}
     rates: dict[str, list[float]] = {n: [] for n in names}
+    busy: dict[str, list[float]] = {n: [] for n in names}  # CPU seconds per second of load
+    later: dict[str, list[float]] = {n: [] for n in names}  # µs per request spent after the load
     with tempfile.TemporaryDirectory(prefix="outlast-cpu-") as workdir, Children(Path(workdir)) as children:
         upstream_port = free_port()
         start_upstream(children, upstream_port)
@@ -88,22 +94,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       target.request_headers())
                 if rep == 0:
                     run_wrk(url, script, args.connections, 1.0)  # warm-up
+                settle()
                 before = cpu_seconds(pid)
                 result = run_wrk(url, script, args.connections, args.duration)
+                during = cpu_seconds(pid) - before
+                settle()  # what the load left for later (outlast's ingester) is the system's too
                 spent = cpu_seconds(pid) - before
                 if not result.ok or result.requests == 0:
                     print(f"{name}: errors in the load run ({result.as_dict()})", file=sys.stderr)
                     return 1
                 results[name].append(spent / result.requests * 1e6)
                 rates[name].append(result.rps)
+                busy[name].append(during / args.duration)
+                later[name].append((spent - during) / result.requests * 1e6)
     floor = statistics.median(results["floor"]) if "floor" in results else None
-    print(f"{'system':<22} {'CPU µs/request':>15} {'x floor':>8} {'req/s':>8}   "
+    print(f"{'system':<22} {'CPU µs/request':>15} {'x floor':>8} {'req/s':>8} {'cores busy':>10} {'of it later':>11}   "
           f"(medians of {args.reps} x {args.duration:g} s, {args.connections} connections"
           f"{', streamed' if args.stream else ''})")
     for name in names:
         median = statistics.median(results[name])
         ratio = f"{median / floor:.2f}" if floor else "-"
-        print(f"{name:<22} {median:>15.0f} {ratio:>8} {statistics.median(rates[name]):>8.0f}")
+        print(f"{name:<22} {median:>15.0f} {ratio:>8} {statistics.median(rates[name]):>8.0f}"
+              f" {statistics.median(busy[name]):>10.2f} {statistics.median(later[name]):>11.0f}")
     return 0
 
 

@@ -5,7 +5,9 @@ measures, with wrk in a closed loop, the upstream directly and through each syst
 proxy, a minimal aiohttp pass-through (the Python floor), LiteLLM's proxy and outlast. Gateways are pinned
 to core 0; wrk, the upstream and this driver to core 1. Repetitions are interleaved (every system once per
 repetition, in a rotating order) so the shared machine's drift falls on all of them alike, and added
-latency is the median of per-repetition differences against ``direct``.
+latency is the median of per-repetition differences against ``direct``. Before each run the gateway core
+is left to go quiet (harness.procs.settle): outlast's ingester, niced, stores a load run's journal after
+it, and that work must not land in the next system's run.
 
     python benchmarks/overhead.py                      # everything, about 7-9 minutes
     python benchmarks/overhead.py --quick --systems floor,outlast
@@ -32,7 +34,7 @@ from typing import Any
 
 from harness import systems
 from harness.nginx import nginx_binary, start_upstream
-from harness.procs import LOAD_CORE, Children, StartError, free_port, pin_self
+from harness.procs import LOAD_CORE, Children, StartError, free_port, pin_self, settle
 from harness.systems import OPTIONAL_OUTLAST_VARIANTS, OUTLAST_VARIANTS, OutlastVariant, Target, Unavailable
 from harness.ttfb import TTFBResult, measure_ttfb
 from harness.wrk import WrkError, WrkResult, run_wrk, write_script, wrk_binary
@@ -138,6 +140,7 @@ def measure(targets: Sequence[Target], opts: Options, workdir: Path, run: Run) -
         order = list(targets[rep % len(targets):]) + list(targets[:rep % len(targets)])
         for connections in opts.connections:
             for target in order:
+                settle()  # what the previous run put off (outlast's ingester) is not measured here
                 try:
                     result = run_wrk(target.url, scripts[target.name], connections, opts.duration)
                 except WrkError as error:
@@ -148,6 +151,7 @@ def measure(targets: Sequence[Target], opts: Options, workdir: Path, run: Run) -
                 say(f"rep {rep + 1}/{opts.reps} c={connections:<3} {target.name:<14} p50 {result.p50_ms:8.3f} ms"
                     f"  p99 {result.p99_ms:8.3f} ms  {result.rps:9.0f} req/s{flag}")
         for target in order:
+            settle()
             result_t = measure_ttfb(target.stream_url, target.body(stream=True).encode(), target.request_headers(),
                                     opts.ttfb_requests, warmup=5)
             run.ttfb[target.name].append(result_t)

@@ -132,3 +132,31 @@ def wait_http(child: Child, url: str, timeout: float, headers: Mapping[str, str]
         if time.monotonic() > deadline:
             raise StartError(f"{child.name} did not answer {url} within {timeout:.0f} s:\n{child.tail()}")
         time.sleep(0.1)
+
+
+def core_busy(core: int) -> tuple[int, int]:
+    """``(busy, total)`` jiffies of ``core`` so far, from /proc/stat (iowait counts as idle)."""
+    prefix = f"cpu{core} "
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith(prefix):
+                values = [int(v) for v in line.split()[1:]]
+                return sum(values) - values[3] - values[4], sum(values)
+    raise RuntimeError(f"no {prefix.strip()} in /proc/stat")
+
+
+def settle(core: int = GATEWAY_CORE, *, quiet: float = 0.1, window: float = 0.25, timeout: float = 60.0) -> float:
+    """Wait until ``core`` is quiet (busy less than ``quiet`` of a ``window``): work a system put off
+    during a load run (outlast's ingester, niced, stores the journal once the gateway is idle) is done
+    before the next run begins, so no system is measured while another catches up, and a system's
+    deferred work is counted as its own. Returns the seconds waited (``timeout`` at most)."""
+    if not Path("/proc/stat").exists():
+        return 0.0
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        busy, total = core_busy(core)
+        time.sleep(window)
+        busy2, total2 = core_busy(core)
+        if total2 > total and (busy2 - busy) / (total2 - total) < quiet:
+            break
+    return time.monotonic() - started
