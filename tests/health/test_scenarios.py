@@ -75,7 +75,15 @@ async def test_june_2_2026_opens_within_30s_as_overload_and_resolves_in_order(sc
         assert outage + day.get("degraded_performance", 0) <= (ERRORS_STOP - ONSET) / 60 + 2
         assert 70 < detector.uptime.percent("anthropic/claude-opus-4-6", date(2026, 6, 2)) < 95
         assert detector.uptime.percent("anthropic/claude-opus-4-6", date(2026, 6, 1)) == 100.0
-        assert detector.uptime.day("openai/gpt-5.1", date(2026, 6, 2)) == {}
+        gpt = detector.uptime.day("openai/gpt-5.1", date(2026, 6, 2))
+        assert set(gpt) == {"operational"} and gpt["operational"] > 60  # watched all along, never down
+        # The days before the replay began were not watched: no data, and not counted as up.
+        history = detector.uptime.history("anthropic/claude-opus-4-6", date(2026, 6, 2), days=3)
+        assert [d["worst"] for d in history] == ["no_data", "no_data", "partial_outage"] or \
+            [d["worst"] for d in history] == ["no_data", "no_data", "major_outage"]
+        assert history[0]["uptime"] is None
+        percent = detector.uptime.percent_over("anthropic/claude-opus-4-6", date(2026, 6, 2), days=90)
+        assert percent == detector.uptime.percent("anthropic/claude-opus-4-6", date(2026, 6, 2))
     finally:
         await replay.aclose()
 

@@ -162,3 +162,22 @@ def test_live_numbers_count_requests_and_failovers(api: httpx.Client, sim: Any) 
     assert after["failovers"] > before["failovers"]
     assert after["requests_per_minute"] >= 3
 
+
+
+def test_the_days_before_the_gateway_watched_a_component_show_as_no_data(api: httpx.Client) -> None:
+    def watched() -> str | None:
+        page = api.get("/status").text
+        return page if "uptime since" in page else None
+
+    page = wait_for(watched)
+    bars = re.findall(r'<div class="bars"[^>]*>(.*?)</div><div class="muted">([^<]*)</div>', page)
+    assert any("uptime since" in summary for _, summary in bars)
+    for bar, summary in bars:
+        days = re.findall(r'<span class="([a-z_]+)" title="([^"]+)"', bar)
+        assert len(days) == 90  # health.uptime_days
+        # At most today was watched: the 89 days before are no data, not 100 % up.
+        assert {kind for kind, _ in days[:-1]} == {"no_data"} and all(t.endswith("no data") for _, t in days[:-1])
+        if "uptime since" in summary:
+            assert days[-1][0] != "no_data" and days[-1][1].endswith("% uptime")
+        else:  # a component not ticked yet (a model first asked for a moment ago)
+            assert "no data yet" in summary and days[-1][0] == "no_data"

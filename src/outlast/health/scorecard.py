@@ -76,17 +76,21 @@ def scorecard(engine: sa.Engine, *, days: float = 30.0, now: float | None = None
             saved[first[0]] = int(first[1])
     providers = sorted(set(served) | set(mix) | set(latencies) | {i.provider for i in incidents}
                        | {c for c, _, _ in uptime_rows if "/" not in c})
-    span_days = max(1, (day_of(now) - first_day).days + 1)
+    today = day_of(now)
     out = []
     for provider in providers:
-        down = sum(m.get("major_outage", 0.0) + PARTIAL_WEIGHT * m.get("partial_outage", 0.0)
-                   for c, _, m in uptime_rows if c == provider)
+        mine_days = [(d, m) for c, d, m in uptime_rows if c == provider]
+        down = sum(m.get("major_outage", 0.0) + PARTIAL_WEIGHT * m.get("partial_outage", 0.0) for _, m in mine_days)
+        # Counted from the first day the provider was watched in the window (a row each such day):
+        # the days before are no data, not 100 %.
+        watched = (today - min(d for d, _ in mine_days)).days + 1 if mine_days else 0
         mine = [i for i in incidents if i.provider == provider]
         durations = [i.duration for i in mine if i.duration is not None]
         lags = [i.ack_lag for i in mine if i.ack_lag is not None]
         values = latencies.get(provider, [])
         out.append({
-            "provider": provider, "uptime": 100.0 * (1 - down / (1440.0 * span_days)), "incidents": len(mine),
+            "provider": provider, "uptime": 100.0 * (1 - down / (1440.0 * watched)) if watched else None,
+            "watched_days": watched, "window_days": (today - first_day).days + 1, "incidents": len(mine),
             "mttr": sum(durations) / len(durations) if durations else None,
             "ack_lag": sum(lags) / len(lags) if lags else None,
             "p50": _percentile(values, 0.5), "p95": _percentile(values, 0.95), "requests": served.get(provider, 0),
@@ -108,7 +112,12 @@ def model_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def cells(row: dict[str, Any]) -> list[str]:
-    return [row["provider"], f"{row['uptime']:.3f}%", str(row["incidents"]), duration_text(row["mttr"]),
+    uptime = "no data" if row["uptime"] is None else f"{row['uptime']:.3f}%"
+    if row["uptime"] is not None and row.get("watched_days") and row.get("window_days") \
+            and row["watched_days"] < row["window_days"]:
+        days = row["watched_days"]  # watched for part of the window only: over how long
+        uptime += f" ({days} day{'' if days == 1 else 's'})"
+    return [row["provider"], uptime, str(row["incidents"]), duration_text(row["mttr"]),
             duration_text(row["ack_lag"]), _ms(row["p50"]), _ms(row["p95"]), str(row["requests"]),
             ", ".join(f"{k} {v}" for k, v in row["error_mix"].items()) or "-", str(row["saved"])]
 

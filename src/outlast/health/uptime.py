@@ -3,6 +3,10 @@
 The detector adds every tick's interval to the component's status at that tick; a day's uptime
 is Statuspage's: a minute of major outage counts fully as downtime, a minute of partial outage
 as 30% of one (degraded performance does not count). 90 days are kept.
+
+Operational minutes are kept too (in memory; the store keeps a row for each day watched), so
+that the days before a component was first watched show as "no data" rather than as 100%: the
+uptime over a window counts from the first day with data.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 COUNTED = ("degraded_performance", "partial_outage", "major_outage")
+WATCHED = ("operational", *COUNTED)
+NO_DATA = "no_data"
 PARTIAL_WEIGHT = 0.3
 DAY = 86400.0
 
@@ -27,7 +33,7 @@ class Uptime:
         self.dirty: set[tuple[str, date]] = set()
 
     def add(self, component: str, status: str, start: float, end: float) -> None:
-        if status not in COUNTED or end <= start:
+        if status not in WATCHED or end <= start:
             return
         while start < end:
             day = day_of(start)
@@ -55,12 +61,21 @@ class Uptime:
         down = minutes.get("major_outage", 0.0) + PARTIAL_WEIGHT * minutes.get("partial_outage", 0.0)
         return max(0.0, 100.0 * (1 - down / 1440.0))
 
+    def first_day(self, component: str) -> date | None:
+        """The first day ``component`` was watched (of those kept), or ``None``."""
+        return min((day for name, day in self.minutes if name == component), default=None)
+
     def history(self, component: str, today: date, days: int | None = None) -> list[dict[str, object]]:
-        """Oldest first, one entry per day: date, uptime percent, minutes by status, worst status."""
+        """Oldest first, one entry per day: date, uptime percent, minutes by status, worst status.
+        A day before the component was first watched has ``uptime`` None and ``worst`` "no_data"."""
         days = days or self.days
-        out = []
+        first = self.first_day(component)
+        out: list[dict[str, object]] = []
         for back in range(days - 1, -1, -1):
             day = today - timedelta(days=back)
+            if first is None or day < first:
+                out.append({"date": day.isoformat(), "uptime": None, "minutes": {}, "worst": NO_DATA})
+                continue
             minutes = self.day(component, day)
             worst = "operational"
             for status in COUNTED:
@@ -70,10 +85,15 @@ class Uptime:
                         "minutes": {k: round(v, 1) for k, v in minutes.items()}, "worst": worst})
         return out
 
-    def percent_over(self, component: str, today: date, days: int | None = None) -> float:
+    def percent_over(self, component: str, today: date, days: int | None = None) -> float | None:
+        """Uptime over the last ``days`` days, counted from the first day with data (``None``: none).
+        A day within that span that has no minutes at all (the gateway was stopped) counts as up."""
         days = days or self.days
-        total = sum(self.percent(component, today - timedelta(days=b)) for b in range(days))
-        return total / days
+        first = self.first_day(component)
+        if first is None or first > today:
+            return None
+        span = min(days, (today - first).days + 1)
+        return sum(self.percent(component, today - timedelta(days=b)) for b in range(span)) / span
 
     def prune(self, today: date) -> int:
         """Forget days before the last ``days`` (the health service does at each day's rollover,

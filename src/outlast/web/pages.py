@@ -56,11 +56,19 @@ def label(status: str) -> str:
 def bars(health: HealthService, component: str) -> str:
     today = day_of(health.clock())
     days = health.uptime.history(component, today, health.config.uptime_days)
-    spans = "".join(f'<span class="{d["worst"]}" title="{d["date"]}: {d["uptime"]}% uptime"></span>' for d in days)
+    spans = "".join(f'<span class="{d["worst"]}" title="{d["date"]}: '
+                    f'{"no data" if d["uptime"] is None else str(d["uptime"]) + "% uptime"}"></span>' for d in days)
     percent = health.uptime.percent_over(component, today)
+    first = health.uptime.first_day(component)
+    if percent is None or first is None:
+        summary = "no data yet"
+    elif (today - first).days + 1 < health.config.uptime_days:
+        summary = f"{percent:.2f}% uptime since {first.isoformat()}"  # watched for less than the window
+    else:
+        summary = f"{percent:.2f}% uptime"
     return (f'<div class="bars" role="img" aria-label="{health.config.uptime_days}-day uptime of '
-            f'{escape(component)}: {percent:.2f}%">{spans}</div>'
-            f'<div class="muted">{health.config.uptime_days} days ago · {percent:.2f}% uptime · today</div>')
+            f'{escape(component)}: {summary}">{spans}</div>'
+            f'<div class="muted">{health.config.uptime_days} days ago · {summary} · today</div>')
 
 
 def incident_block(incident: Incident, *, link: bool = True) -> str:
