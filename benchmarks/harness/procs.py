@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The gateway under test gets core 0; the load generator, the upstream and this driver share core 1.
-GATEWAY_CORE = 0
-LOAD_CORE = 1
+# OUTLAST_BENCH_GATEWAY_CORE=1 swaps them: e.g. to put the gateway on the core that takes the disk's
+# interrupts (/proc/interrupts), where a journal fsync costs less (docs/benchmarks.md).
+GATEWAY_CORE = int(os.environ.get("OUTLAST_BENCH_GATEWAY_CORE", "0"))
+if GATEWAY_CORE not in (0, 1):
+    raise SystemExit(f"OUTLAST_BENCH_GATEWAY_CORE must be 0 or 1, not {GATEWAY_CORE}")
+LOAD_CORE = 1 - GATEWAY_CORE
 
 
 def free_port() -> int:
