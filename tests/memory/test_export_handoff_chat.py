@@ -77,6 +77,29 @@ def test_export_one_as_json_and_all_as_jsonl_and_markdown_files(cli_store: SqlSt
     assert runner.invoke(main, ["conversations", "show", "nope"]).exit_code == 1
 
 
+def test_conversations_delete_asks_first_then_removes_it_from_list_search_and_export(cli_store: SqlStore,
+                                                                                    fixtures_dir: Path) -> None:
+    cid = _coding_conversation(cli_store)
+    runner = CliRunner()
+    assert runner.invoke(main, ["import", "chatgpt", str(fixtures_dir / "exports" /
+                                                         "chatgpt-conversations-example.json")]).exit_code == 0
+    declined = runner.invoke(main, ["conversations", "delete", cid[:10]], input="n\n")
+    assert declined.exit_code == 1 and "Delete " + cid in declined.output and "gateway" in declined.output
+    assert runner.invoke(main, ["conversations", "show", cid]).exit_code == 0  # still there
+    deleted = runner.invoke(main, ["conversations", "delete", cid[:10]], input="y\n")
+    assert deleted.exit_code == 0, deleted.output
+    assert f"deleted {cid}: 4 messages, 1 exchanges" in deleted.output
+    assert runner.invoke(main, ["conversations", "show", cid]).exit_code == 1
+    assert runner.invoke(main, ["conversations", "search", "torn", "line"]).exit_code == 1  # no matches
+    assert cid not in runner.invoke(main, ["conversations", "list"]).output
+    imported = cli_store.conversation_ids()
+    assert len(imported) == 1 and imported[0].startswith("chatgpt-")
+    quiet = runner.invoke(main, ["conversations", "delete", "--yes", imported[0]])
+    assert quiet.exit_code == 0 and "Delete " not in quiet.output
+    assert cli_store.conversation_ids() == []
+    assert runner.invoke(main, ["conversations", "delete", "--yes", "nope"]).exit_code == 1
+
+
 def test_handoff_names_task_plan_files_commands_tools_and_questions(cli_store: SqlStore) -> None:
     cid = _coding_conversation(cli_store)
     result = CliRunner().invoke(main, ["handoff", cid])

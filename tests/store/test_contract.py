@@ -302,3 +302,32 @@ def test_retention_keeps_imported_conversations_whatever_their_age(store: SqlSto
     assert (stats.exchanges, stats.conversations) == (0, 1)
     assert store.get_conversation("claude-old-1") is not None
     assert store.search("old chat")[0].conversation_id == "claude-old-1"
+
+
+def test_deleting_a_conversation_takes_its_messages_and_exchanges_and_nothing_else(store: SqlStore) -> None:
+    first = make_exchange([user("How do I rotate the kubernetes certificates?")], "Use kubeadm certs renew.")
+    placed = write(store, first)
+    conversation = placed[first.id]
+    assert conversation is not None
+    follow_up = make_exchange([user("How do I rotate the kubernetes certificates?"),
+                               assistant("Use kubeadm certs renew."), user("And the etcd ones?")], "Those too.")
+    write(store, follow_up)
+    other = make_exchange([user("Recipe for bread")], "Flour, water, salt, yeast.")
+    write(store, other)
+    failed = make_exchange([user("hello?")], None)
+    write(store, failed)
+    store.import_conversations([ImportedConversation("claude", "u-1", "Greeting", 1.0, 2.0,
+                                                     [NewMessage("user", [{"type": "text", "text": "kubeadm"}])])])
+    removed = store.delete_conversation(conversation)
+    assert (removed.exchanges, removed.conversations) == (2, 1)
+    assert store.get_conversation(conversation) is None
+    assert store.get_exchange(first.id) is None and store.get_exchange(follow_up.id) is None
+    assert [h.conversation_id for h in store.search("kubeadm")] == ["claude-u-1"]  # search forgot it too
+    assert store.get_exchange(other.id) is not None and store.get_exchange(failed.id) is not None
+    with store.engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT count(*) FROM attempts WHERE exchange_id IN (:a, :b)"),
+                            {"a": first.id, "b": follow_up.id}).scalar()
+    assert left == 0
+    assert store.delete_conversation("claude-u-1") == type(removed)(0, 1)  # an imported one, by its id
+    assert store.delete_conversation("nope") == type(removed)(0, 0)
+    assert store.stats().conversations == 1

@@ -105,6 +105,22 @@ def conversations_search(config_path: str | None, query: tuple[str, ...], limit:
         console.print("    " + hit.snippet, markup=False)
 
 
+@conversations_group.command("delete")
+@config_option
+@click.argument("conversation_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
+def conversations_delete(config_path: str | None, conversation_id: str, yes: bool) -> None:
+    """Delete one conversation (an id or a unique prefix): its messages and the exchanges recorded in it."""
+    store = _store(config_path)
+    summary = _conversation(store, conversation_id).summary
+    if not yes:
+        click.confirm(f"Delete {summary.id} ({summary.source}, {summary.message_count} messages: "
+                      f"{summary.title!r})?", abort=True, err=True)
+    removed = store.delete_conversation(summary.id)
+    click.echo(f"deleted {summary.id}: {summary.message_count} messages, {removed.exchanges} exchanges "
+               "(`outlast store vacuum` gives the space back and clears the freed pages)")
+
+
 @conversations_group.command("export")
 @config_option
 @click.argument("conversation_id", required=False)

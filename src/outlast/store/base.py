@@ -158,6 +158,11 @@ class Store(Protocol):
         then the oldest until what the gateway recorded is at most ``max_bytes``. Imported
         conversations are never removed by retention, nor counted against ``max_bytes``."""
 
+    def delete_conversation(self, conversation_id: str) -> PruneResult:
+        """Delete one conversation (recorded or imported; by its full id) with its messages and the
+        exchanges recorded in it, in one transaction. The audit log is left as it is: its records hold
+        no content, and the chain must stay whole."""
+
     def vacuum(self) -> None:
         """Give freed space back to the file system (and optimise search indexes)."""
 

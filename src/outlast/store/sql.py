@@ -538,6 +538,14 @@ class SqlStore:
                 conversations.delete().where(recorded, conversations.c.updated <= cutoff)).rowcount
         return PruneResult(removed_exchanges, removed_conversations)
 
+    def delete_conversation(self, conversation_id: str) -> PruneResult:
+        with self._write() as conn:
+            # Messages, attempts and splices go with their parents (ON DELETE CASCADE; FTS via triggers).
+            removed_exchanges = conn.execute(
+                exchanges.delete().where(exchanges.c.conversation_id == conversation_id)).rowcount
+            removed = conn.execute(conversations.delete().where(conversations.c.id == conversation_id)).rowcount
+        return PruneResult(removed_exchanges, removed)
+
     def vacuum(self) -> None:
         if self.dialect == "sqlite":
             with self._write() as conn:
