@@ -152,6 +152,37 @@ def test_dashboard_exports_a_conversation_as_markdown_and_json(api: httpx.Client
         assert document.status_code == 200 and "export me please" in document.text
 
 
+def test_dashboard_deletes_a_conversation_only_from_its_own_page(api: httpx.Client, health_gateway: Any) -> None:
+    reply = api.post("/v1/chat/completions", json={"model": "to-anthropic", "max_tokens": 8, "messages": [
+        {"role": "user", "content": "forget me afterwards [[reply:forgotten]]"}]})
+    assert reply.status_code == 200
+    exchange_id = reply.headers["x-outlast-exchange-id"]
+    recorder = next(s for s in health_gateway.gateway.sinks if hasattr(s, "wait_ingested"))
+    assert recorder.wait_ingested()
+    store = recorder.store
+    cid = store.get_exchange(exchange_id)["conversation_id"]
+    origin = {"origin": str(api.base_url).rstrip("/")}
+    with httpx.Client(base_url=api.base_url, timeout=10) as browser:
+        assert browser.post("/ui/login", data={"key": MASTER_KEY}).status_code == 303
+        page = browser.get(f"/ui/conversations/{cid}").text
+        form = re.search(rf'<form method="post" action="/ui/conversations/{cid}/delete">.*?</form>', page, re.S)
+        assert form is not None, page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.group(0))
+        assert csrf is not None
+        # Another site can make the browser post (the cookie goes along), but not with the token.
+        forged = browser.post(f"/ui/conversations/{cid}/delete", data={}, headers={"origin": "https://evil.example"})
+        assert forged.status_code == 403 and store.get_conversation(cid) is not None
+        by_prefix = browser.post(f"/ui/conversations/{cid[:8]}/delete", data={"csrf": csrf.group(1)}, headers=origin)
+        assert by_prefix.status_code == 404 and store.get_conversation(cid) is not None  # only by its full id
+        done = browser.post(f"/ui/conversations/{cid}/delete", data={"csrf": csrf.group(1)}, headers=origin)
+        assert done.status_code == 303 and done.headers["location"] == "/ui/conversations?deleted=1"
+        listing = browser.get(done.headers["location"]).text
+        assert "The conversation was deleted." in listing and cid not in listing
+        assert browser.get(f"/ui/conversations/{cid}").status_code == 404
+    assert store.get_conversation(cid) is None and store.get_exchange(exchange_id) is None
+    assert store.search("forget afterwards") == []
+
+
 def test_live_numbers_count_requests_and_failovers(api: httpx.Client, sim: Any) -> None:
     before = api.get("/outlast/v1/health").json()["live"]
     sim.add_fault(vendor="openai", model="gpt-5.1", mode="status", status=500, count=4)

@@ -31,6 +31,8 @@ from outlast.web import pages, statuspage
 from outlast.web.http import BodyTooLarge, ClientGone, Receive, Scope, Send, read_body, respond, respond_json
 from outlast.web.session import FIELD, HEADER, Session, Sessions, https, same_origin
 
+DELETE = "/delete"  # POST /ui/conversations/<id>/delete
+
 if TYPE_CHECKING:
     from outlast.health.service import HealthService
 
@@ -160,6 +162,9 @@ class HealthWeb:
         if session is None:
             await self._redirect(send, "/ui/login")
             return
+        if method == "POST" and path.startswith("/ui/conversations/") and path.endswith(DELETE):
+            await self._delete_conversation(scope, receive, send, headers, path, session, cookies)
+            return
         if method not in ("GET", "HEAD"):
             await self._html(send, pages.layout("not allowed", f"<h1>{escape(path)} takes GET</h1>",
                                                 session=session), 405, [(b"allow", b"GET, HEAD"), *cookies])
@@ -236,16 +241,44 @@ class HealthWeb:
         where = "/ui/" if self.sessions.open_access else "/ui/login"
         await self._redirect(send, where, [self.sessions.clearing(https(scope, headers))])
 
+    def _store(self) -> Any:
+        return getattr(self.health.store, "sql", None) if self.health.store is not None else None
+
+    async def _delete_conversation(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str],
+                                   path: str, session: Session, cookies: list[tuple[bytes, bytes]]) -> None:
+        """``POST /ui/conversations/<id>/delete`` from the conversation's page (its CSRF token, this
+        gateway's origin): the conversation, its messages and its exchanges go (``Store.delete_conversation``)."""
+        try:
+            raw = await read_body(receive, headers, 64 * 1024)
+        except (BodyTooLarge, ClientGone):
+            return
+        token = parse_qs(raw.decode("utf-8", "replace")).get(FIELD, [None])[-1]
+        if not self.sessions.allows(session, scope, headers, token):
+            await self._html(send, pages.refused_page("The deletion did not come from this dashboard's own page."),
+                             403, cookies)
+            return
+        store = self._store()
+        cid = unquote(path[len("/ui/conversations/"):-len(DELETE)])
+        conversation = await asyncio.to_thread(store.get_conversation, cid) if store is not None else None
+        if conversation is None or conversation.id != cid:  # the page names it in full: never by prefix here
+            await self._html(send, pages.layout("not found", "<h1>No such conversation</h1>", session=session), 404,
+                             cookies)
+            return
+        await asyncio.to_thread(store.delete_conversation, cid)
+        await self._redirect(send, "/ui/conversations?deleted=1", cookies)
+
     async def _conversations(self, scope: Scope, send: Send, path: str, session: Session,
                              cookies: list[tuple[bytes, bytes]]) -> None:
-        store = getattr(self.health.store, "sql", None) if self.health.store is not None else None
+        store = self._store()
         if store is None:
             await self._html(send, pages.conversations_page([], "", None, "No store is configured.", session=session),
                              extra=cookies)
             return
         rest = unquote(path[len("/ui/conversations"):]).strip("/")
         if not rest:
-            query = parse_qs(scope.get("query_string", b"").decode()).get("q", [""])[0].strip()
+            asked = parse_qs(scope.get("query_string", b"").decode())
+            query = asked.get("q", [""])[0].strip()
+            notice = "The conversation was deleted." if asked.get("deleted") else ""
             try:
                 if query:
                     hits = await asyncio.to_thread(store.search, query, limit=50)
@@ -253,8 +286,8 @@ class HealthWeb:
                                      extra=cookies)
                 else:
                     items = await asyncio.to_thread(store.list_conversations, limit=100)
-                    await self._html(send, pages.conversations_page(items, "", None, None, session=session),
-                                     extra=cookies)
+                    await self._html(send, pages.conversations_page(items, "", None, None, session=session,
+                                                                    notice=notice), extra=cookies)
             except Exception as error:
                 await self._html(send, pages.conversations_page([], query, None, f"The store cannot be read: {error}",
                                                                 session=session), 503, cookies)

@@ -192,7 +192,7 @@ def providers_page(health: HealthService, *, session: Session | None = None) -> 
 
 
 def conversations_page(items: list[Any], query: str, hits: list[Any] | None, error: str | None, *,
-                       session: Session | None = None) -> str:
+                       session: Session | None = None, notice: str = "") -> str:
     form = (f'<form method="get" action="/ui/conversations" role="search"><label>Search '
             f'<input type="search" name="q" value="{escape(query)}"></label> <button>Search</button></form>')
     if error:
@@ -210,7 +210,8 @@ def conversations_page(items: list[Any], query: str, hits: list[Any] | None, err
                        for c in items)
     head = "".join(f'<th scope="col">{h}</th>' for h in heads)
     empty = f'<tr><td colspan="{len(heads)}">Nothing found.</td></tr>'
-    body = (f"<h1>Conversations</h1>{form}<table><thead><tr>{head}</tr></thead><tbody>{rows or empty}"
+    said = f'<p role="status">{escape(notice)}</p>' if notice else ""
+    body = (f"<h1>Conversations</h1>{said}{form}<table><thead><tr>{head}</tr></thead><tbody>{rows or empty}"
             "</tbody></table>")
     return layout("outlast — conversations", body, current="/ui/conversations", session=session)
 
@@ -219,9 +220,15 @@ def conversation_page(conversation: Any, *, session: Session | None = None) -> s
     cid = quote(conversation.id)
     messages = "".join(f'<div class="message"><strong>{escape(m.role)}</strong><pre>{escape(m.text)}</pre></div>'
                        for m in conversation.messages)
+    # Deleting takes two steps without the script: open the disclosure, then press the button.
+    delete = (f'<details class="delete"><summary>Delete…</summary><form method="post" '
+              f'action="/ui/conversations/{cid}/delete">{csrf_field(session)}<p>This deletes the conversation, its '
+              f"{len(conversation.messages)} messages and the exchanges recorded in it from the store; the audit "
+              f"log keeps its records (who, when, which model; no content).</p>"
+              f"<button>Delete this conversation</button></form></details>")
     body = (f"<h1>{escape(conversation.summary.title or conversation.id)}</h1>"
             f'<p>Export: <a href="/ui/conversations/{cid}/export.md">Markdown</a> · '
-            f'<a href="/ui/conversations/{cid}/export.json">JSON</a></p>{messages}')
+            f'<a href="/ui/conversations/{cid}/export.json">JSON</a></p>{messages}{delete}')
     return layout(conversation.summary.title or "conversation", body, current="/ui/conversations", session=session)
 
 
