@@ -43,8 +43,9 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from outlast.governance.tables import audit, audit_head, writing
+from outlast.governance.tables import audit, audit_head
 from outlast.ids import time_ordered
+from outlast.store.sql import writing
 
 log = logging.getLogger("outlast.governance")
 GENESIS = "0" * 64

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import orjson
 import sqlalchemy as sa
 
-from outlast.governance.tables import keys, meta, writing
+from outlast.governance.tables import keys, meta
+from outlast.store.sql import writing
 
 log = logging.getLogger("outlast.governance")
 PREFIX = "olk_"

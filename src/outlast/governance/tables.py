@@ -1,10 +1,7 @@
 """The governance tables (created by the store's Alembic chain, ``0004_governance`` and ``0007_audit_entry``), described
-beside the only code that queries them, and a write transaction that queues on SQLite."""
+beside the only code that queries them (which writes through :func:`outlast.store.sql.writing`)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 
@@ -43,16 +40,3 @@ audit_head = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
-
-
-@contextmanager
-def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A write transaction: ``BEGIN IMMEDIATE`` on SQLite (the store's engine hook reads
-    ``info["write"]``), so writers from several processes queue instead of failing."""
-    with engine.connect() as conn:
-        conn.info["write"] = True
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            conn.info["write"] = False

@@ -113,8 +113,7 @@ def model_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 def cells(row: dict[str, Any]) -> list[str]:
     uptime = "no data" if row["uptime"] is None else f"{row['uptime']:.3f}%"
-    if row["uptime"] is not None and row.get("watched_days") and row.get("window_days") \
-            and row["watched_days"] < row["window_days"]:
+    if row["uptime"] is not None and row["watched_days"] < row["window_days"]:
         days = row["watched_days"]  # watched for part of the window only: over how long
         uptime += f" ({days} day{'' if days == 1 else 's'})"
     return [row["provider"], uptime, str(row["incidents"]), duration_text(row["mttr"]),

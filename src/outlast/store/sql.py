@@ -104,13 +104,8 @@ class SqlStore:
     def _write(self) -> Iterator[sa.Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite, so two writers queue rather than
         fail on upgrading a read lock). Connection failures become :class:`StoreUnavailable`."""
-        with unavailable_when_unreachable(), self.engine.connect() as conn:
-            conn.info["write"] = True
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                conn.info["write"] = False
+        with unavailable_when_unreachable(), writing(self.engine) as conn:
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -559,6 +554,19 @@ class SqlStore:
         else:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE")
+
+
+@contextmanager
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction: ``BEGIN IMMEDIATE`` on SQLite (the engine's ``begin`` hook, below, reads
+    ``info["write"]``), so writers from several processes queue instead of failing."""
+    with engine.connect() as conn:
+        conn.info["write"] = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info["write"] = False
 
 
 @contextmanager

@@ -148,6 +148,16 @@ class HealthWeb:
         await respond(send, 303, b"", content_type=b"text/plain", headers=[(b"location", where.encode()),
                                                                             *(extra or [])])
 
+    @staticmethod
+    async def _form(receive: Receive, headers: dict[str, str]) -> dict[str, list[str]] | None:
+        """A dashboard form's fields (URL-encoded, 64 KiB at most); ``None`` when the body was too
+        large or the client left, and nothing is to be answered."""
+        try:
+            raw = await read_body(receive, headers, 64 * 1024)
+        except (BodyTooLarge, ClientGone):
+            return None
+        return parse_qs(raw.decode("utf-8", "replace"))
+
     # ------------------------------------------------------------------ dashboard
 
     async def _ui(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], path: str,
@@ -202,14 +212,13 @@ class HealthWeb:
                 return
             await self._html(send, pages.login_page())
             return
-        try:
-            raw = await read_body(receive, headers, 64 * 1024)
-        except (BodyTooLarge, ClientGone):
+        fields = await self._form(receive, headers)
+        if fields is None:
             return
         if not same_origin(scope, headers):  # a page elsewhere posting to our sign-in
             await self._html(send, pages.login_page("Sign in from this gateway's own page."), 403)
             return
-        key = parse_qs(raw.decode("utf-8", "replace")).get("key", [""])[0]
+        key = fields.get("key", [""])[0]
         if not self.sessions.key_ok(key):
             await self._html(send, pages.login_page("That is not the master key."), 401)
             return
@@ -227,11 +236,10 @@ class HealthWeb:
             else:
                 await self._html(send, pages.logout_page(session))
             return
-        try:
-            raw = await read_body(receive, headers, 64 * 1024)
-        except (BodyTooLarge, ClientGone):
+        fields = await self._form(receive, headers)
+        if fields is None:
             return
-        token = parse_qs(raw.decode("utf-8", "replace")).get(FIELD, [None])[-1]
+        token = fields.get(FIELD, [None])[-1]
         if session is not None and not self.sessions.allows(session, scope, headers, token):
             await self._html(send, pages.refused_page("The sign-out did not come from this dashboard's own page."),
                              403)
@@ -248,11 +256,10 @@ class HealthWeb:
                                    path: str, session: Session, cookies: list[tuple[bytes, bytes]]) -> None:
         """``POST /ui/conversations/<id>/delete`` from the conversation's page (its CSRF token, this
         gateway's origin): the conversation, its messages and its exchanges go (``Store.delete_conversation``)."""
-        try:
-            raw = await read_body(receive, headers, 64 * 1024)
-        except (BodyTooLarge, ClientGone):
+        fields = await self._form(receive, headers)
+        if fields is None:
             return
-        token = parse_qs(raw.decode("utf-8", "replace")).get(FIELD, [None])[-1]
+        token = fields.get(FIELD, [None])[-1]
         if not self.sessions.allows(session, scope, headers, token):
             await self._html(send, pages.refused_page("The deletion did not come from this dashboard's own page."),
                              403, cookies)
