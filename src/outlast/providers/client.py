@@ -34,6 +34,7 @@ import httptools
 DRAIN_SECONDS = 2.0
 KEEPALIVE_SECONDS = 60.0
 MAX_BODY = 64 * 1024 * 1024
+_URL_ENTRIES = 1024  # URLs whose pool, Host and path are remembered (Gemini's carry the model: a few per model)
 
 
 class HTTPClientError(Exception):
@@ -369,6 +370,7 @@ class Client:
         self.limit = limit
         self.user_agent = user_agent
         self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._urls: dict[str, tuple[_Pool, str, str]] = {}  # url -> what _resolve made of it
         self._ssl: ssl.SSLContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -384,6 +386,16 @@ class Client:
         return self._ssl
 
     def _pool(self, url: str) -> tuple[_Pool, str, str]:
+        found = self._urls.get(url)  # a provider calls the same few URLs again and again
+        if found is not None:
+            return found
+        found = self._resolve(url)
+        if len(self._urls) >= _URL_ENTRIES:
+            self._urls.clear()
+        self._urls[url] = found
+        return found
+
+    def _resolve(self, url: str) -> tuple[_Pool, str, str]:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
@@ -459,3 +471,4 @@ class Client:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        self._urls.clear()
