@@ -4,13 +4,11 @@ when the database is away (real servers only)."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import time
 from pathlib import Path
 
 import pytest
 
-from outlast.store.journal import JournalReader
 from outlast.store.recorder import Recorder
 from outlast.store.sql import SqlStore
 from tests.store.helpers import make_exchange, user
@@ -173,46 +171,3 @@ async def test_readers_catch_up_with_a_journal_no_gateway_is_ingesting(tmp_path:
         store.close()
     finally:
         await running.aclose()
-
-
-async def test_commits_under_load_are_written_from_the_event_loop_not_handed_to_a_thread(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where the kernel has native AIO (Linux), batches are submitted by the event loop and complete
-    on it: the journal thread, and its GIL hand-offs, are not involved at all."""
-    recorder = Recorder(SqlStore(f"sqlite:///{tmp_path / 'outlast.db'}"), tmp_path / "journal", ingest=None)
-    recorder.siblings = lambda: 100  # a hundred exchanges being answered at once
-
-    async def no_thread(line: bytes) -> None:
-        raise AssertionError("a commit under load went to the journal thread")
-
-    monkeypatch.setattr(recorder, "_via_thread", no_thread)
-    exchanges = [make_exchange([user(f"question {n}")], f"answer {n}") for n in range(100)]
-    try:
-        await asyncio.gather(*(recorder.commit(e) for e in exchanges))
-        assert recorder._aio is not None
-        assert recorder.journaled == 100
-        assert 1 <= recorder.batches < 100
-        assert recorder.wait_journaled(5)
-    finally:
-        await recorder.aclose()
-    records, _ = JournalReader(recorder.slot).read(1000)
-    assert sorted(r["id"] for r in records) == sorted(e.id for e in exchanges)
-
-
-async def test_answers_still_go_out_when_the_journal_cannot_be_written(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder = Recorder(SqlStore(f"sqlite:///{tmp_path / 'outlast.db'}"), tmp_path / "journal", ingest=None)
-    recorder.siblings = lambda: 10
-
-    def full(*args: object) -> bool:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(recorder.journal, "submit", full)
-    try:
-        await asyncio.wait_for(asyncio.gather(*(recorder.commit(make_exchange([user(f"q {n}")], "a"))
-                                                for n in range(10))), timeout=30)
-        assert (recorder.journaled, recorder.unrecorded) == (0, 10)
-        assert recorder.journal_failures >= 1
-        assert "outlast_journal_unrecorded_exchanges_total 10" in recorder.metric_lines()
-    finally:
-        await recorder.aclose()

@@ -27,20 +27,15 @@ end of an older segment, where the reader skips it (it was never acknowledged to
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
-import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-
-if TYPE_CHECKING:
-    from outlast.store.aio import AsyncWrites
 
 log = logging.getLogger("outlast.journal")
 
@@ -51,26 +46,12 @@ ZERO_AHEAD = 8 << 20  # kept zeroed past the records' end
 # How an audit record's line begins (orjson keeps the key order of Recorder.note's documents);
 # an exchange record's begins with its id.
 AUDIT_LINE = b'{"kind":"audit"'
-# O_DIRECT writes go in whole blocks from block-aligned memory; 4 KiB suits every device's logical block.
-BLOCK = 4096
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def records_end(data: bytes) -> int:
     """Where the records in ``data`` end: at the first NUL byte (zeroed space), else its length."""
     end = data.find(b"\0")
     return len(data) if end < 0 else end
-
-
-def _address_of(buffer: mmap.mmap) -> int:
-    """Where ``buffer``'s memory is (it does not move while the mapping lives)."""
-    import ctypes
-
-    view = ctypes.c_char.from_buffer(buffer)
-    try:
-        return ctypes.addressof(view)
-    finally:
-        del view  # releases the export, so the mapping can still be closed
 
 
 def _fsync_dir(path: Path) -> None:
@@ -127,12 +108,10 @@ class JournalWriter:
     """Appends batches of lines to this process's slot; ``append`` returns once they are on disk."""
 
     def __init__(self, root: Path, *, segment_bytes: int = 64 << 20, zero_chunk: int = ZERO_CHUNK,
-                 zero_ahead: int = ZERO_AHEAD, direct: bool = True) -> None:
+                 zero_ahead: int = ZERO_AHEAD) -> None:
         self.root = Path(root)
         self.segment_bytes = segment_bytes
-        # Whether segments are written with O_DIRECT (see _open_next); off where the filesystem refuses it.
-        self.direct = direct and bool(_O_DIRECT)
-        self.zero_chunk = -(-zero_chunk // BLOCK) * BLOCK if self.direct else zero_chunk
+        self.zero_chunk = zero_chunk
         self.zero_ahead = zero_ahead
         new_root = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -142,13 +121,6 @@ class JournalWriter:
         self._fd = -1
         self._size = 0  # where the records of the current segment end
         self._zeroed = 0  # the current segment's length: zeroes from _size to here
-        # With O_DIRECT: the records in the segment's last, partly written block (written again, whole,
-        # with the next batch), and block-aligned memory to write from.
-        self._tail = b""
-        self._buffer = mmap.mmap(-1, 16 * BLOCK)
-        self._address: int | None = None  # the buffer's, for AIO
-        self._zeroes = bytes(self.zero_chunk)
-        self._zero_fd = -1  # the segment opened without O_DIRECT, for the zeroes ahead
         # Held while a write lands: the zeroing thread never writes where records are, or will be.
         self._space = threading.Lock()
         self._zeroing = threading.Condition(threading.Lock())
@@ -178,27 +150,10 @@ class JournalWriter:
             with contextlib.suppress(OSError):  # only space: a reader stops at the first NUL anyway
                 os.ftruncate(self._fd, self._size)
             os.close(self._fd)
-            if self._zero_fd != self._fd:
-                os.close(self._zero_fd)
-            self._fd = self._zero_fd = -1
         self._segment += 1
         path = self.slot / f"{self._segment:020d}{SEGMENT_SUFFIX}"
-        self._fd = self._zero_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._size = self._zeroed = 0
-        self._tail = b""
-        if self.direct:
-            # Records are written around the page cache: a commit is then one block write and a cache
-            # flush, with no page writeback between (~30-70 us less per fsync on this project's test
-            # machines), and can be submitted without blocking (outlast.store.aio). Readers use the page
-            # cache; the kernel drops its copy of blocks written this way. The zeroes ahead still go
-            # through the page cache, from another descriptor: a write there is a copy, never a wait.
-            try:
-                self._fd = os.open(path, os.O_WRONLY | _O_DIRECT)
-            except OSError as error:
-                if error.errno != errno.EINVAL:
-                    raise
-                log.info("journal: %s does not take O_DIRECT; writing through the page cache", self.slot)
-                self.direct = False
         _fsync_dir(self.slot)  # the new file's name is durable before anything in it is acknowledged
 
     def _zero_space(self, ahead: int) -> bool:
@@ -206,8 +161,8 @@ class JournalWriter:
         with self._space:
             if self._fd < 0 or self._zeroed - self._size >= ahead or self._zeroed >= self.segment_bytes + ahead:
                 return False
-            fd, at = self._zero_fd, max(self._zeroed, self._size)
-            os.pwrite(fd, self._zeroes, at)
+            fd, at = self._fd, max(self._zeroed, self._size)
+            os.pwrite(fd, bytes(self.zero_chunk), at)
             self._zeroed = at + self.zero_chunk
             fd = os.dup(fd)  # the segment may move on while this one's zeroes are flushed
         try:
@@ -230,88 +185,24 @@ class JournalWriter:
             except OSError as error:  # no room for zeroes: the writer appends to the file's end instead
                 log.warning("journal: could not zero space ahead (%s); appending without it", error)
 
-    def _written(self) -> None:
-        if self._zeroed - self._size < self.zero_ahead // 2:
-            with self._zeroing:
-                self._zeroing.notify()
-
     def append(self, data: bytes) -> None:
-        """Write ``data`` (whole lines) and make it durable. Raises ``OSError`` (disk full, ...).
-        One appender at a time (:meth:`submit` included): the caller serialises them."""
+        """Write ``data`` (whole lines) and make it durable. Raises ``OSError`` (disk full, ...)."""
         with self._space:
             if self._size >= self.segment_bytes:
                 self._open_next()
-            if self.direct:
-                start, whole, length = self._fill(data)
-                view = memoryview(self._buffer)[:whole]
-                try:
-                    written = os.pwrite(self._fd, view, start)
-                finally:
-                    view.release()
-                if written != whole:  # O_DIRECT writes whole or fail; a short one means no room
-                    raise OSError(errno.ENOSPC, f"journal: wrote {written} of {whole} bytes")
-                self._wrote(start, whole, length)
-            else:
-                offset = self._size
-                view = memoryview(data)
-                while view:
-                    written = os.pwrite(self._fd, view, offset)
-                    view = view[written:]
-                    offset += written
-                self._size = offset
-                self._zeroed = max(self._zeroed, offset)
+            offset = self._size
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view = view[written:]
+                offset += written
+            self._size = offset
+            self._zeroed = max(self._zeroed, offset)
             fd = self._fd
         os.fdatasync(fd)
-        self._written()
-
-    def submit(self, writes: AsyncWrites, data: bytes, done: Callable[[OSError | None], None]) -> bool:
-        """Start making ``data`` durable without waiting: ``done(None)``, or ``done(error)``, follows on
-        the event loop of ``writes``. False (nothing started) where only :meth:`append` can do it: the
-        segment is full, or it is not written with O_DIRECT. Raises ``OSError`` if the kernel refuses
-        the write. Until ``done``, nothing else may be appended."""
-        with self._space:
-            if not self.direct or self._fd < 0 or self._size >= self.segment_bytes:
-                return False
-            size, tail = self._size, self._tail
-            start, whole, length = self._fill(data)
-
-            def finished(result: int) -> None:
-                if result == whole:
-                    self._written()
-                    done(None)
-                    return
-                with self._space:  # nothing else was appended meanwhile: as if this was never written
-                    self._size, self._tail = size, tail
-                done(OSError(-result, os.strerror(-result)) if result < 0
-                     else OSError(errno.ENOSPC, f"journal: wrote {result} of {whole} bytes"))
-
-            if self._address is None:
-                self._address = _address_of(self._buffer)
-            writes.write(self._fd, self._address, whole, start, finished)
-            self._wrote(start, whole, length)
-        return True
-
-    def _fill(self, data: bytes) -> tuple[int, int, int]:
-        """Put the last block's records and ``data`` in the aligned buffer, padded with zeroes to whole
-        blocks: ``(offset, bytes to write, bytes of records)`` (``_space`` held)."""
-        tail = self._tail
-        start = self._size - len(tail)  # a block boundary
-        length = len(tail) + len(data)
-        whole = -(-length // BLOCK) * BLOCK
-        if whole > len(self._buffer):
-            self._buffer.close()
-            self._buffer = mmap.mmap(-1, 1 << (whole - 1).bit_length())
-            self._address = None
-        buffer = self._buffer
-        buffer[:len(tail)] = tail
-        buffer[len(tail):length] = data
-        buffer[length:whole] = bytes(whole - length)  # the zeroes after the records stay zeroes
-        return start, whole, length
-
-    def _wrote(self, start: int, whole: int, length: int) -> None:
-        self._size = start + length
-        self._tail = self._buffer[length - length % BLOCK:length]
-        self._zeroed = max(self._zeroed, start + whole)
+        if self._zeroed - self._size < self.zero_ahead // 2:
+            with self._zeroing:
+                self._zeroing.notify()
 
     def close(self) -> None:
         with self._zeroing:
@@ -324,13 +215,10 @@ class JournalWriter:
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._size)
                 os.close(self._fd)
-                if self._zero_fd != self._fd:
-                    os.close(self._zero_fd)
-                self._fd = self._zero_fd = -1
+                self._fd = -1
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
-            self._buffer.close()
 
 
 class JournalReader:

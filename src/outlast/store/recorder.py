@@ -6,15 +6,12 @@ Journal first, database after:
    and adds the line to the pending batch, then awaits it. It wakes the journal thread only if
    that thread is idle: under load the thread is in an fsync and will find the line when it
    comes back, so a request costs no thread switch.
-2. Under load, on Linux, the event loop submits everything pending as one ``O_DIRECT`` write
-   with ``RWF_DSYNC`` through native AIO (:mod:`outlast.store.aio`) and resolves the batch's
-   waiters when the kernel reports it complete: no thread, so no GIL hand-offs (they cost more
-   CPU than the fsync). Elsewhere the journal thread takes everything pending, appends it to the
-   journal with one ``write`` and one ``fdatasync`` (both release the GIL), and wakes every waiter
-   of the batch with one ``call_soon_threadsafe`` per event loop. Either way that is the commit:
-   the exchange survives a SIGKILL or a power cut from then on, and only then is the last byte
-   released. What arrives during one write forms the next batch (group commit); and when other
-   exchanges are being answered than the ones waiting (``siblings``), the first waits ``commit_delay`` (1 ms)
+2. The journal thread takes everything pending, appends it to the journal with one ``write`` and
+   one ``fdatasync`` (both release the GIL), and wakes every waiter of the batch with one
+   ``call_soon_threadsafe`` per event loop. That fsync is the commit: the exchange survives a
+   SIGKILL or a power cut from then on, and only then is the last byte released. What arrives
+   during one fsync forms the next batch (group commit); and when other exchanges are being
+   answered than the ones waiting (``siblings``), the thread first waits ``commit_delay`` (1 ms)
    for them to join, as PostgreSQL's ``commit_delay``/``commit_siblings`` do. A lone request
    never waits; under concurrent load one fsync serves several exchanges. And when an exchange
    is the only one being answered and the thread is idle, its commit appends and fsyncs right
@@ -49,7 +46,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from outlast.routing.router import Exchange
-from outlast.store.aio import AsyncWrites
 from outlast.store.base import PruneResult, Store
 from outlast.store.ingest import Ingester
 from outlast.store.journal import JournalReader, JournalWriter
@@ -103,14 +99,6 @@ class Recorder:
         self._wake = threading.Event()
         self._writing = threading.Lock()  # one appender at a time: the journal thread, or a lone commit
         self._closed = False
-        # Native AIO for commits under load (outlast.store.aio), bound to the first event loop that
-        # commits under load; False once it turned out to be unavailable.
-        self._aio: AsyncWrites | None = None
-        self._aio_loop: asyncio.AbstractEventLoop | None = None
-        self._aio_off = False
-        self._aio_batch: list[tuple[bytes, asyncio.Future[None]]] = []  # waiting for the next submit
-        self._aio_busy = False  # a write is in flight or a submit is scheduled
-        self._aio_drained: asyncio.Future[None] | None = None  # aclose waits on it while busy
         self._journal_thread = threading.Thread(target=self._run_journal, name="outlast-journal", daemon=True)
         self._journal_thread.start()
         self.ingester: Ingester | None = None
@@ -171,8 +159,6 @@ class Recorder:
                 self._write([*notes, line], notes=len(notes))
             finally:
                 self._writing.release()
-        elif not self._aio_off:
-            await self._via_aio(line)
         else:
             await self._via_thread(line)
         if conversation_id:
@@ -182,90 +168,6 @@ class Recorder:
         """The conversation ``exchange`` will be threaded into, before its answer: the gateway
         says it in ``x-outlast-conversation-id`` (see :mod:`outlast.store.naming`)."""
         return await self.names.name(exchange)
-
-    async def _via_aio(self, line: bytes) -> None:
-        """Under load, on the gateway's event loop: the batch is submitted from the loop itself and
-        its completion comes back through the loop (:mod:`outlast.store.aio`): no thread hand-off."""
-        loop = asyncio.get_running_loop()
-        if self._aio is None:
-            if self._aio_loop is None:
-                self._aio_loop = loop
-                self._aio = AsyncWrites.open(loop) if self.journal.direct else None
-            if self._aio is None:
-                self._aio_off = True  # not here: the thread, from now on
-                await self._via_thread(line)
-                return
-        if loop is not self._aio_loop:  # another loop than the gateway's (a test): the thread serves it
-            await self._via_thread(line)
-            return
-        future: asyncio.Future[None] = loop.create_future()
-        self._aio_batch.append((line, future))
-        if not self._aio_busy:
-            self._aio_busy = True
-            siblings = self.siblings
-            if self.commit_delay and siblings is not None and siblings() > len(self._aio_batch):
-                loop.call_later(self.commit_delay, self._aio_submit)  # others are on their way: one write
-            else:
-                loop.call_soon(self._aio_submit)
-        await future
-
-    def _aio_submit(self) -> None:
-        batch, self._aio_batch = self._aio_batch, []
-        notes = self._take_notes()
-        if not batch and not notes:
-            self._aio_idle()
-            return
-        lines = [*notes, *(line for line, _ in batch)]
-        assert self._aio is not None
-        if not self._writing.acquire(blocking=False):
-            self._aio_to_thread(batch, notes)  # the thread is appending (notes from elsewhere): it takes these
-            return
-        try:
-            started = self.journal.submit(self._aio, b"".join(lines),
-                                          lambda error: self._aio_done(batch, len(notes), error))
-        except OSError as error:
-            self._writing.release()
-            self._aio_done(batch, len(notes), error, holding=False)
-            return
-        if not started:  # a new segment is due (or O_DIRECT went away): the thread's blocking append
-            self._writing.release()
-            self._aio_to_thread(batch, notes)
-
-    def _aio_done(self, batch: list[tuple[bytes, asyncio.Future[None]]], notes: int, error: OSError | None,
-                  holding: bool = True) -> None:
-        if holding:
-            self._writing.release()
-        if error is None:
-            self.journaled += len(batch)
-            self.noted += notes
-            self.batches += 1
-        else:
-            self.journal_failures += 1
-            self.unrecorded += len(batch)
-            log.error("cannot write the journal in %s (%s): %d exchanges (and %d audit records) not recorded",
-                      self.slot, error, len(batch), notes)
-        _resolve([future for _, future in batch])
-        if self._aio_batch:  # what arrived during the write: the next batch, at once
-            self._aio_submit()
-        else:
-            self._aio_idle()
-
-    def _aio_idle(self) -> None:
-        self._aio_busy = False
-        drained, self._aio_drained = self._aio_drained, None
-        if drained is not None and not drained.done():
-            drained.set_result(None)
-
-    def _aio_to_thread(self, batch: list[tuple[bytes, asyncio.Future[None]]], notes: list[bytes]) -> None:
-        loop = self._aio_loop
-        self._pending.extend((note, None, None) for note in notes)
-        self._pending.extend((line, loop, future) for line, future in batch)
-        self._wake_writer()
-        if self._aio_batch:
-            assert loop is not None
-            loop.call_soon(self._aio_submit)
-        else:
-            self._aio_idle()
 
     async def _via_thread(self, line: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -321,7 +223,7 @@ class Recorder:
         loop: a test, a CLI); False if that takes longer than ``timeout`` seconds."""
         self.flush_notes()
         deadline = time.monotonic() + timeout
-        while self._pending or not self._idle or self._aio_busy:
+        while self._pending or not self._idle:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.005)
@@ -380,12 +282,6 @@ class Recorder:
         return True
 
     async def aclose(self) -> None:
-        self._aio_off = True  # what still commits goes through the thread, which close() stops
-        if self._aio_busy:  # the last batches' writes complete on this loop
-            self._aio_drained = asyncio.get_running_loop().create_future()
-            await self._aio_drained
-        if self._aio is not None:
-            self._aio.close()
         await asyncio.to_thread(self.close)
 
     def close(self, timeout: float = 30.0) -> None:
