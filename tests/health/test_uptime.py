@@ -50,6 +50,18 @@ def test_a_day_the_gateway_was_stopped_within_the_watched_span_counts_as_up() ->
     assert uptime.percent_over("anthropic", TODAY) == (100 - 30 * 600 / 1440 + 400) / 5
 
 
+def test_the_first_watched_day_follows_loads_and_pruning() -> None:
+    uptime = Uptime(days=10)
+    uptime.add("anthropic", "operational", at(TODAY - timedelta(days=3), 0), at(TODAY - timedelta(days=3), 1))
+    uptime.load("anthropic", TODAY - timedelta(days=20), "operational", 1440.0)  # an older day, from the store
+    uptime.load("openai", TODAY - timedelta(days=15), "major_outage", 5.0)
+    assert uptime.first_day("anthropic") == TODAY - timedelta(days=20)
+    assert uptime.prune(TODAY) == 2  # both days older than ten
+    assert uptime.first_day("anthropic") == TODAY - timedelta(days=3)  # the earliest day left
+    assert uptime.first_day("openai") is None  # nothing left of it
+    assert uptime.percent_over("openai", TODAY) is None
+
+
 def test_watched_days_survive_a_restart_through_the_store_and_the_scorecard_counts_from_them(tmp_path: Path) -> None:
     store = SqlStore(f"sqlite:///{tmp_path / 'o.db'}")
     store.migrate()

@@ -31,6 +31,7 @@ class Uptime:
         self.days = days
         self.minutes: dict[tuple[str, date], dict[str, float]] = {}
         self.dirty: set[tuple[str, date]] = set()
+        self._first: dict[str, date] = {}  # each component's earliest day in ``minutes``
 
     def add(self, component: str, status: str, start: float, end: float) -> None:
         if status not in WATCHED or end <= start:
@@ -40,13 +41,23 @@ class Uptime:
             midnight = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() + DAY
             stop = min(end, midnight)
             key = (component, day)
-            entry = self.minutes.setdefault(key, {})
+            entry = self._entry(key)
             entry[status] = entry.get(status, 0.0) + (stop - start) / 60.0
             self.dirty.add(key)
             start = stop
 
     def load(self, component: str, day: date, status: str, minutes: float) -> None:
-        self.minutes.setdefault((component, day), {})[status] = minutes
+        self._entry((component, day))[status] = minutes
+
+    def _entry(self, key: tuple[str, date]) -> dict[str, float]:
+        entry = self.minutes.get(key)
+        if entry is None:
+            entry = self.minutes[key] = {}
+            component, day = key
+            first = self._first.get(component)
+            if first is None or day < first:
+                self._first[component] = day
+        return entry
 
     def take_dirty(self) -> list[tuple[str, date, dict[str, float]]]:
         out = [(c, d, dict(self.minutes[(c, d)])) for c, d in self.dirty]
@@ -63,7 +74,7 @@ class Uptime:
 
     def first_day(self, component: str) -> date | None:
         """The first day ``component`` was watched (of those kept), or ``None``."""
-        return min((day for name, day in self.minutes if name == component), default=None)
+        return self._first.get(component)
 
     def history(self, component: str, today: date, days: int | None = None) -> list[dict[str, object]]:
         """Oldest first, one entry per day: date, uptime percent, minutes by status, worst status.
@@ -103,4 +114,10 @@ class Uptime:
         for key in old:
             del self.minutes[key]
             self.dirty.discard(key)
+        for component in {c for c, _ in old}:
+            kept = [d for c, d in self.minutes if c == component]
+            if kept:
+                self._first[component] = min(kept)
+            else:
+                del self._first[component]
         return len(old)
