@@ -6,7 +6,8 @@ machine every write that wakes another process costs far more than the bytes (me
 here: a whole JSON answer costs about as much as two such writes), so outlast coalesces
 everything written during one turn of the event loop into a single write: headers and
 body of a short answer leave together, and the events of a stream that arrived
-together leave together. Nothing waits longer than the end of the current turn.
+together leave together. Nothing waits longer than the end of the current turn, and a
+response's last write does not wait even for that: it is sent as soon as it is made.
 
 It also holds clients to the limits in :class:`ServerLimits` (uvicorn's httptools protocol has no
 header size limit and no deadline before a request's headers are complete):
@@ -167,6 +168,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             if self._head_bytes > self.limits.max_header_bytes:
                 self._refuse(431, f"the request headers exceed {self.limits.max_header_bytes} bytes",
                              "request_header_fields_too_large")
+
+    def on_response_complete(self) -> None:
+        # The response's last byte has been written: it leaves now rather than at the end of the loop
+        # turn, which comes only after everything the request's task still does once its answer is out
+        # (the endpoint's, the app's and uvicorn's bookkeeping: ~0.1 ms at one connection here).
+        self.transport.flush()  # type: ignore[attr-defined]  # a CoalescingTransport (connection_made)
+        super().on_response_complete()
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()
