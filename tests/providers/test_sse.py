@@ -62,3 +62,27 @@ def test_encode_and_comment_frames() -> None:
     assert encode(b'{"a":1}', "message_stop") == b'event: message_stop\ndata: {"a":1}\n\n'
     assert SSEBuffer().feed(encode("x") + comment("hello\nworld") + encode("y")) == [
         SSEEvent(None, "x"), SSEEvent(None, "y")]
+
+
+LINES = st.lists(st.sampled_from(["data: x", 'data: {"k": "é…"}', "data:y", "event: e", ": note", "", "", "id: 7"]),
+                 max_size=24)
+
+
+@given(LINES, st.lists(st.integers(min_value=0, max_value=600), max_size=8))
+def test_the_byte_buffer_agrees_with_the_line_decoder(lines: list[str], cuts: list[int]) -> None:
+    """Any stream of lines (runs of blank lines, multi-line data, multi-byte characters), cut anywhere:
+    the byte buffer's frames give exactly the events the WHATWG line decoder gives."""
+    stream = ("\n".join(lines) + "\n").encode()
+    decoder = SSEDecoder()
+    expected = [event for line in lines if (event := decoder.feed(line)) is not None]
+    if (tail := decoder.flush()) is not None:
+        expected.append(tail)
+    assert feed_in_pieces(stream, [cut % (len(stream) + 1) for cut in cuts]) == expected
+
+
+def test_a_run_of_blank_lines_loses_no_event() -> None:
+    assert SSEBuffer().feed(b"data: a\n\n\n\ndata: b\n\n\n") == [SSEEvent(None, "a"), SSEEvent(None, "b")]
+    buffer = SSEBuffer()
+    assert buffer.feed(b"data: a\n\n\n") == [SSEEvent(None, "a")]
+    assert buffer.feed(b"data: b\n") == []
+    assert buffer.feed(b"\n") == [SSEEvent(None, "b")]

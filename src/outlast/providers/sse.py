@@ -12,7 +12,8 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    """Turns lines of an ``text/event-stream`` body into events (WHATWG rules, minus ``id``/``retry``).
+    """Turns lines of an ``text/event-stream`` body into events (WHATWG rules, minus ``id``/``retry``:
+    a blank line dispatches the event, if it has data).
 
     Feed it one line at a time (with or without its line ending); it returns an event
     when a blank line completes one. Comment lines (``:``) are ignored.
@@ -27,7 +28,8 @@ class SSEDecoder:
     def feed(self, line: str) -> SSEEvent | None:
         line = line.rstrip("\r\n")
         if not line:
-            if not self._data and self._event is None:
+            if not self._data:  # no data: nothing is dispatched (an event name alone is dropped)
+                self._event = None
                 return None
             event = SSEEvent(self._event, "\n".join(self._data))
             self._event, self._data = None, []
@@ -73,32 +75,36 @@ class SSEBuffer:
             buffer = (buffer[:-1] if held else buffer).replace(b"\r\n", b"\n")
             if held:
                 buffer += b"\r"
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._pending = buffer
+            return []
+        # Everything before the last blank line is whole frames (decoded at once: a frame never
+        # ends inside a character); what follows it waits for the rest.
+        self._pending = buffer[end + 2:]
         events: list[SSEEvent] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            event = _frame(buffer[start:end])
-            if event is not None:
-                events.append(event)
-            start = end + 2
-        self._pending = buffer[start:]
+        for frame in buffer[:end].decode().split("\n\n"):
+            if frame.startswith("data: ") and "\n" not in frame:  # the common case: one data line
+                events.append(SSEEvent(None, frame[6:]))
+            elif frame:
+                events += _frame(frame)
         return events
 
     def flush(self) -> SSEEvent | None:
         """An event left without its closing blank line when the stream ended."""
         pending, self._pending = self._pending.rstrip(b"\r\n"), b""
-        return _frame(pending) if pending else None
+        events = _frame(pending.decode()) if pending else []
+        return events[-1] if events else None
 
 
-def _frame(frame: bytes) -> SSEEvent | None:
-    if frame.startswith(b"data: ") and b"\n" not in frame:  # the common case: one data line
-        return SSEEvent(None, frame[6:].decode())
+def _frame(frame: str) -> list[SSEEvent]:
+    """The events of one frame's lines (a frame may begin or end with a blank line of a longer run)."""
     decoder = SSEDecoder()
-    for line in frame.decode().split("\n"):
-        decoder.feed(line)
-    return decoder.flush()
+    events = [event for line in frame.split("\n") if (event := decoder.feed(line)) is not None]
+    tail = decoder.flush()
+    if tail is not None:
+        events.append(tail)
+    return events
 
 
 def encode(data: bytes | str, event: str | None = None) -> bytes:
