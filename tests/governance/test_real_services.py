@@ -179,3 +179,46 @@ def test_a_keys_rate_limit_is_shared_by_replicas_through_redis(shared_limits: An
         anthropic.Anthropic(base_url=server.url, api_key=other, max_retries=0, timeout=30).messages.create(
             model="to-anthropic", max_tokens=20, messages=[{"role": "user", "content": REPLY}])
     assert len(sim.requests()) == 5
+
+
+def test_two_writers_beginning_an_empty_chain_at_once_both_append(pg_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two replicas' first records: neither finds a head row to lock, both take sequence number 1, and
+    PostgreSQL refuses the second. It must try again after the first, not lose its records."""
+    from outlast.governance import audit
+    from outlast.store.sql import SqlStore
+
+    store = SqlStore(pg_url)
+    store.migrate()
+    both_read_the_head = threading.Barrier(2, timeout=30)
+    waited: set[int] = set()
+    known_entries = audit._known_entries
+
+    def after_reading_the_head(conn: sa.Connection, entries: Any) -> set[str]:
+        if threading.get_ident() not in waited:  # first tries only: both have seen an empty chain
+            waited.add(threading.get_ident())
+            both_read_the_head.wait()
+        return known_entries(conn, entries)
+
+    monkeypatch.setattr(audit, "_known_entries", after_reading_the_head)
+    appended: list[int] = []
+    failures: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            appended.append(audit.append(store.engine, [(time.time(), {"who": name})], entries=[name]))
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert failures == [] and appended == [1, 1]
+        verification = audit.verify(store.engine)
+        assert verification.ok and verification.records == 2, verification.problems
+        assert sorted(r["entry"] for r in _records(store.engine)) == ["one", "two"]
+    finally:
+        store.close()

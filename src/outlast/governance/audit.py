@@ -149,14 +149,34 @@ def resolve_key(configured: str | None, data_dir: Path, engine: sa.Engine | None
 # --------------------------------------------------------------------------- the chain
 
 
+_APPEND_TRIES = 3
+
+
 def append(engine: sa.Engine, records: Sequence[tuple[float, dict[str, Any]]], key: bytes = DEFAULT_KEY, *,
            entries: Sequence[str] | None = None) -> int:
     """Append records to the chain in one transaction (the head row is locked while it runs).
 
     ``entries``: each record's id (journaled records have one); a record whose id the chain already
-    has is skipped, so a batch read twice is appended once. Returns the number appended."""
+    has is skipped, so a batch read twice is appended once. Returns the number appended.
+
+    Writers of an empty chain (two replicas' first records) have no head row to lock yet: both may
+    take sequence number 1, and the database refuses the second (PostgreSQL; SQLite's ``BEGIN
+    IMMEDIATE`` never lets them overlap). The loser tries again, and then finds the winner's head
+    row and waits on its lock like any later writer."""
     if not records:
         return 0
+    for attempt in range(1, _APPEND_TRIES + 1):
+        try:
+            return _append(engine, records, key, entries)
+        except sa.exc.IntegrityError:
+            if attempt == _APPEND_TRIES:
+                raise
+            log.info("audit: another writer appended to the chain at the same moment; trying again")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _append(engine: sa.Engine, records: Sequence[tuple[float, dict[str, Any]]], key: bytes,
+            entries: Sequence[str] | None) -> int:
     with writing(engine) as conn:
         head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update()).first()
         named: list[tuple[tuple[float, dict[str, Any]], str | None]] = list(
