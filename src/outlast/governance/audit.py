@@ -165,14 +165,12 @@ def append(engine: sa.Engine, records: Sequence[tuple[float, dict[str, Any]]], k
     row and waits on its lock like any later writer."""
     if not records:
         return 0
-    for attempt in range(1, _APPEND_TRIES + 1):
+    for _ in range(_APPEND_TRIES - 1):
         try:
             return _append(engine, records, key, entries)
         except sa.exc.IntegrityError:
-            if attempt == _APPEND_TRIES:
-                raise
             log.info("audit: another writer appended to the chain at the same moment; trying again")
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _append(engine, records, key, entries)  # the last try: its error goes to the caller
 
 
 def _append(engine: sa.Engine, records: Sequence[tuple[float, dict[str, Any]]], key: bytes,
